@@ -1,0 +1,103 @@
+//! The little the init half needs from /proc: which processes exist and who their parents are.
+
+use std::collections::HashMap;
+
+/// One line of the process table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: i32,
+    pub ppid: i32,
+    pub state: char,
+}
+
+/// Parses `/proc/PID/stat`. The command name sits in parentheses and may itself contain
+/// spaces and parentheses, so the fields after it are found from the last `)`.
+pub fn parse_stat(text: &str) -> Option<Proc> {
+    let (head, tail) = text.rsplit_once(')')?;
+    let pid = head.split_once('(')?.0.trim().parse().ok()?;
+    let mut fields = tail.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some(Proc { pid, ppid, state })
+}
+
+/// Every process in /proc that has not exited (zombies and dead entries are left out: they
+/// are waiting for their parent, not for a signal).
+pub fn live_processes() -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let pid: i32 = name.to_str()?.parse().ok()?;
+            let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            parse_stat(&text)
+        })
+        .filter(|p| !matches!(p.state, 'Z' | 'X' | 'x'))
+        .collect()
+}
+
+/// Live descendants of `root` (children, their children, ...), whatever group or session they
+/// moved to.
+pub fn live_descendants(root: i32) -> Vec<i32> {
+    let all = std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| {
+                    let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let mut children: HashMap<i32, Vec<&Proc>> = HashMap::new();
+    for p in &all {
+        children.entry(p.ppid).or_default().push(p);
+    }
+    let mut found = Vec::new();
+    let mut stack = vec![root];
+    while let Some(parent) = stack.pop() {
+        for child in children.get(&parent).into_iter().flatten() {
+            stack.push(child.pid);
+            if !matches!(child.state, 'Z' | 'X' | 'x') {
+                found.push(child.pid);
+            }
+        }
+    }
+    found
+}
+
+/// Whether /proc belongs to the shim's own PID namespace (as PID 1, `/proc/self` is then `1`).
+/// A /proc mounted for another namespace would list processes the shim must not wait for.
+pub fn proc_is_own_namespace() -> bool {
+    std::fs::read_link("/proc/self").is_ok_and(|target| target.as_os_str() == std::process::id().to_string().as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_awkward_names() {
+        let p = parse_stat("42 (a) b (c)) S 7 42 42 0 -1").unwrap();
+        assert_eq!(
+            p,
+            Proc {
+                pid: 42,
+                ppid: 7,
+                state: 'S'
+            }
+        );
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (x) Z"), None);
+    }
+
+    #[test]
+    fn this_process_is_a_descendant_of_its_parent() {
+        let me = std::process::id() as i32;
+        let parent = nix::unistd::getppid().as_raw();
+        assert!(live_descendants(parent).contains(&me));
+        assert!(live_processes().iter().any(|p| p.pid == me));
+    }
+}

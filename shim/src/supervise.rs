@@ -1,0 +1,280 @@
+//! The supervise loop: forward signals, reap every child, notice when the app ends.
+//!
+//! Phase rule: from here on the app is running, and PID 1 dying would kill the container
+//! with it. Nothing in this module returns an error or panics; failures are logged and the
+//! loop carries on.
+//!
+//! All signals are blocked (since the first line of `main`) and read from one signalfd, so
+//! the shim has no signal handlers, signals that arrived before the child existed are still
+//! pending and get forwarded on the first wake-up, and TSTP/TTIN/TTOU can never stop PID 1.
+//! The loop sleeps in `epoll_wait` with no timeout: idle means no system calls at all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::config::{Init, SignalTarget};
+use crate::exit::AppExit;
+use crate::signals::Sig;
+use crate::sys;
+
+const SIGNALFD_TOKEN: u64 = 0;
+/// Tokens at and above this are pidfds of processes being waited for during shutdown.
+const PIDFD_TOKEN_BASE: u64 = 1 << 32;
+
+/// What the shim counts, for logs and the diagnostics socket.
+#[derive(Debug)]
+pub struct Stats {
+    /// When the shim started (for uptime).
+    #[allow(dead_code)] // read by the diagnostics socket
+    pub started: Instant,
+    pub started_at: SystemTime,
+    pub reaped: u64,
+    pub forwarded: BTreeMap<Sig, u64>,
+}
+
+/// Something the loop woke up for, after the loop's own bookkeeping (reaping) is done.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// A signal other than SIGCHLD, with whether another process sent it (si_code <= 0).
+    Signal {
+        sig: Sig,
+        from_process: bool,
+    },
+    /// SIGCHLD: children were reaped.
+    Reaped,
+    /// A watched pidfd became readable: that process has exited.
+    ProcessExited,
+    Timeout,
+}
+
+pub struct Supervisor {
+    epoll: Epoll,
+    signals: OwnedFd,
+    child: Pid,
+    target: SignalTarget,
+    map: Vec<(Sig, Option<Sig>)>,
+    watched: HashMap<i32, OwnedFd>,
+    pub stats: Stats,
+    pub app_exit: Option<AppExit>,
+}
+
+impl Supervisor {
+    /// Sets up the signalfd and epoll, before the spawn, so that failing here starts nothing.
+    pub fn new(init: &Init, started: Instant) -> std::io::Result<Supervisor> {
+        let signals = sys::signalfd_all()?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(&signals, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALFD_TOKEN))?;
+        Ok(Supervisor {
+            epoll,
+            signals,
+            child: Pid::from_raw(0),
+            target: init.signal_target,
+            map: init.map_signal.clone(),
+            watched: HashMap::new(),
+            stats: Stats {
+                started,
+                started_at: SystemTime::now(),
+                reaped: 0,
+                forwarded: BTreeMap::new(),
+            },
+            app_exit: None,
+        })
+    }
+
+    /// Records the main child once it runs; until then forwarding has nowhere to go, and
+    /// signals simply stay queued in the signalfd.
+    pub fn set_child(&mut self, child: Pid) {
+        self.child = child;
+        self.stats.started_at = SystemTime::now();
+    }
+
+    /// The descriptors the loop owns, which the post-spawn clean-up must leave open.
+    pub fn own_fds(&self) -> Vec<i32> {
+        use std::os::fd::AsRawFd;
+        let mut fds = vec![self.epoll.0.as_raw_fd(), self.signals.as_raw_fd()];
+        fds.extend(self.watched.values().map(|fd| fd.as_raw_fd()));
+        fds
+    }
+
+    /// Runs until the main child has exited, forwarding every signal on the way.
+    pub fn run_until_app_exits(&mut self) -> AppExit {
+        // Pending signals (sent before the child existed) and children that already exited
+        // are handled on the first pass without sleeping.
+        self.reap();
+        loop {
+            if let Some(exit) = self.app_exit.clone() {
+                return exit;
+            }
+            for wake in self.wait(None) {
+                if let Wake::Signal { sig, from_process } = wake {
+                    self.forward(sig, from_process);
+                }
+            }
+        }
+    }
+
+    /// Sleeps until something happens (or `deadline`), reaps, and reports what happened.
+    pub fn wait(&mut self, deadline: Option<Instant>) -> Vec<Wake> {
+        let mut events = [EpollEvent::empty(); 16];
+        let timeout = match deadline {
+            None => EpollTimeout::NONE,
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                // Round up so the deadline is not missed by a sub-millisecond early wake-up.
+                let ms = left
+                    .as_millis()
+                    .saturating_add(u128::from(left.subsec_nanos() % 1_000_000 != 0));
+                EpollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(EpollTimeout::NONE)
+            }
+        };
+        let ready = match self.epoll.wait(&mut events, timeout) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => 0,
+            Err(e) => {
+                tracing::error!("supervise: epoll_wait: {}", e.desc());
+                // Do not spin on a persistent error; a short pause keeps PID 1 alive and responsive.
+                std::thread::sleep(Duration::from_millis(100));
+                0
+            }
+        };
+        let mut wakes = Vec::new();
+        if ready == 0 && deadline.is_some_and(|at| Instant::now() >= at) {
+            wakes.push(Wake::Timeout);
+        }
+        for event in &events[..ready] {
+            match event.data() {
+                SIGNALFD_TOKEN => self.drain_signals(&mut wakes),
+                token if token >= PIDFD_TOKEN_BASE => {
+                    let pid = (token - PIDFD_TOKEN_BASE) as i32;
+                    if let Some(fd) = self.watched.remove(&pid) {
+                        let _ = self.epoll.delete(fd.as_fd());
+                    }
+                    wakes.push(Wake::ProcessExited);
+                }
+                _ => {}
+            }
+        }
+        wakes
+    }
+
+    fn drain_signals(&mut self, wakes: &mut Vec<Wake>) {
+        loop {
+            match sys::read_signal(&self.signals) {
+                Ok(Some(info)) => {
+                    let Some(sig) = Sig::new(info.ssi_signo as i32) else {
+                        continue;
+                    };
+                    if sig == Sig::CHLD {
+                        self.reap();
+                        if !wakes.contains(&Wake::Reaped) {
+                            wakes.push(Wake::Reaped);
+                        }
+                    } else {
+                        wakes.push(Wake::Signal {
+                            sig,
+                            from_process: info.ssi_code <= 0,
+                        });
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!("supervise: reading the signalfd: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reaps every child that has exited. SIGCHLD coalesces, so one wake-up may stand for
+    /// many exits: the loop runs until nothing is left, and the main child's status is kept
+    /// whichever turn it comes in.
+    pub fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!("supervise: waitpid: {}", e.desc());
+                    return;
+                }
+                Ok(status) => {
+                    self.stats.reaped += 1;
+                    if status.pid() == Some(self.child) && self.app_exit.is_none() {
+                        if let Some(exit) = AppExit::from_wait(status) {
+                            tracing::info!("app (pid {}) {}", self.child, exit.describe());
+                            self.app_exit = Some(exit);
+                        }
+                    } else {
+                        tracing::trace!("reaped {status:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forwards one signal to the app, after `--map-signal`.
+    fn forward(&mut self, sig: Sig, from_process: bool) {
+        if sig.is_fault() && !from_process {
+            // Raised by the kernel for the shim itself: not a request to pass on.
+            tracing::warn!("supervise: ignoring {sig} raised by the kernel");
+            return;
+        }
+        let sent = match self.map.iter().find(|(from, _)| *from == sig) {
+            Some((_, None)) => {
+                tracing::debug!("dropping {sig} (--map-signal {}=0)", sig.name());
+                return;
+            }
+            Some((_, Some(to))) => *to,
+            None => sig,
+        };
+        let (pid, whom) = match self.target {
+            SignalTarget::Child => (self.child.as_raw(), "child"),
+            SignalTarget::Group => (-self.child.as_raw(), "process group"),
+        };
+        match sys::kill(pid, sent.number()) {
+            Ok(()) => {
+                tracing::debug!("forwarded {sent} to {whom} {}", self.child);
+                *self.stats.forwarded.entry(sent).or_insert(0) += 1;
+            }
+            Err(e) => tracing::warn!(
+                "supervise: forwarding {sent} to {whom} {}: {}",
+                self.child,
+                crate::describe_io(&e)
+            ),
+        }
+    }
+
+    /// Watches these processes' pidfds so their exit wakes `wait` even when they are not our
+    /// children. Returns false when the kernel offers no pidfds (the caller must poll).
+    pub fn watch(&mut self, pids: &[i32]) -> bool {
+        self.watched.retain(|pid, _| pids.contains(pid));
+        let mut complete = true;
+        for &pid in pids {
+            if self.watched.contains_key(&pid) {
+                continue;
+            }
+            match sys::pidfd_open(pid) {
+                Some(fd) => {
+                    if self
+                        .epoll
+                        .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, PIDFD_TOKEN_BASE + pid as u64))
+                        .is_ok()
+                    {
+                        self.watched.insert(pid, fd);
+                    } else {
+                        complete = false;
+                    }
+                }
+                // Gone already (ESRCH) is fine; any other failure means we cannot rely on pidfds.
+                None => complete &= Errno::last() == Errno::ESRCH,
+            }
+        }
+        complete
+    }
+}

@@ -1,0 +1,272 @@
+//! `husk-helper`: a small static program the tests run as the app under the shim, where a shell
+//! would hide the behaviour under test. Each subcommand does one thing and reports on stdout.
+//!
+//! usage: husk-helper COMMAND [ARGS]
+//!   exit CODE                 exit with CODE
+//!   kill-self SIG             die from signal SIG (default disposition)
+//!   print TEXT                write TEXT to stdout and exit 0
+//!   status                    print this process's SigBlk and SigIgn lines and exit
+//!   signals EXIT_SIG [group]  print "got N" for each signal received until EXIT_SIG arrives;
+//!                             with `group`, a grandchild in the same group prints "grandchild got N"
+//!   orphans N                 leave N double-forked orphans for the shim to reap, print
+//!                             "created N", then wait for a signal
+//!   storm N CODE              N orphans and this process all exit at the same instant; exit CODE
+//!   leftover MS MARKER [setsid|ignore]
+//!                             start a grandchild that, on SIGTERM, spends MS ms cleaning up and then
+//!                             creates MARKER (or ignores SIGTERM entirely); print its pid; exit 0
+//!   sleep                     wait for a signal, doing nothing
+
+#![no_main]
+
+use std::io::Write;
+use std::time::Duration;
+
+/// No Rust runtime start-up: it would set SIGPIPE to ignored before `status` could report the
+/// dispositions the shim handed over.
+#[no_mangle]
+pub extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
+    let args: Vec<String> = (1..argc.max(0) as usize)
+        // SAFETY: the C runtime passes argc valid, NUL-terminated strings.
+        .map(|i| unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) }.to_string_lossy().into_owned())
+        .collect();
+    run(args);
+    0
+}
+
+fn run(args: Vec<String>) {
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| usage());
+    match arg(0) {
+        "exit" => std::process::exit(arg(1).parse().unwrap_or_else(|_| usage())),
+        "kill-self" => kill_self(arg(1).parse().unwrap_or_else(|_| usage())),
+        "print" => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(arg(1).as_bytes()).unwrap();
+            out.flush().unwrap();
+        }
+        "status" => {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            for line in status
+                .lines()
+                .filter(|l| l.starts_with("SigBlk") || l.starts_with("SigIgn"))
+            {
+                println!("{line}");
+            }
+        }
+        "signals" => signals(
+            arg(1).parse().unwrap_or_else(|_| usage()),
+            args.get(2).is_some_and(|a| a == "group"),
+        ),
+        "orphans" => orphans(arg(1).parse().unwrap_or_else(|_| usage())),
+        "storm" => storm(
+            arg(1).parse().unwrap_or_else(|_| usage()),
+            arg(2).parse().unwrap_or_else(|_| usage()),
+        ),
+        "leftover" => leftover(
+            arg(1).parse().unwrap_or_else(|_| usage()),
+            arg(2),
+            args.get(3).map(String::as_str),
+        ),
+        "sleep" => loop {
+            // SAFETY: pause has no preconditions.
+            unsafe { libc::pause() };
+        },
+        _ => usage(),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("husk-helper: bad usage (see the source's header)");
+    std::process::exit(2)
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn kill_self(sig: i32) -> ! {
+    // SAFETY: resetting a disposition and raising a signal on ourselves.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::raise(sig);
+    }
+    std::process::exit(99)
+}
+
+/// Every signal a process can catch, except SIGCHLD (the group grandchild would report it)
+/// and the ones the C library reserves for itself.
+fn catchable() -> Vec<i32> {
+    (1..=64)
+        .filter(|&s| ![libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD].contains(&s))
+        .filter(|&s| s < 32 || s >= libc::SIGRTMIN())
+        .collect()
+}
+
+fn block(signals: &[i32]) -> libc::sigset_t {
+    // SAFETY: building and installing a signal mask for this process.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn next_signal(set: &libc::sigset_t) -> i32 {
+    loop {
+        // SAFETY: waits for a signal from a set that is blocked in this thread.
+        let sig = unsafe { libc::sigwaitinfo(set, std::ptr::null_mut()) };
+        if sig > 0 {
+            return sig;
+        }
+    }
+}
+
+fn signals(exit_sig: i32, group: bool) {
+    let set = block(&catchable());
+    if group {
+        let (read_end, write_end) = pipe();
+        // SAFETY: single-threaded; the child only prints and waits for signals.
+        match unsafe { libc::fork() } {
+            0 => {
+                drop(read_end);
+                drop(write_end);
+                loop {
+                    let sig = next_signal(&set);
+                    say(&format!("grandchild got {sig}"));
+                    if sig == exit_sig {
+                        std::process::exit(0);
+                    }
+                }
+            }
+            _ => {
+                drop(write_end);
+                drop(read_end);
+            }
+        }
+    }
+    say("ready");
+    loop {
+        let sig = next_signal(&set);
+        say(&format!("got {sig}"));
+        if sig == exit_sig {
+            if group {
+                // Let the grandchild report the exit signal too before the shim shuts down.
+                // SAFETY: waiting for any child.
+                unsafe { libc::wait(std::ptr::null_mut()) };
+            }
+            std::process::exit(0);
+        }
+    }
+}
+
+struct Fd(i32);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: closing a descriptor this wrapper owns.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+fn pipe() -> (Fd, Fd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two descriptors into the array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    (Fd(fds[0]), Fd(fds[1]))
+}
+
+/// Forks a child that forks `grandchild` and exits at once, so the grandchild is orphaned;
+/// waits for the middle child.
+fn double_fork(grandchild: impl FnOnce()) {
+    // SAFETY: single-threaded; the children run plain code and exit.
+    unsafe {
+        match libc::fork() {
+            0 => {
+                if libc::fork() == 0 {
+                    grandchild();
+                }
+                libc::_exit(0);
+            }
+            pid if pid > 0 => {
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            _ => panic!("fork failed"),
+        }
+    }
+}
+
+fn orphans(n: usize) {
+    for _ in 0..n {
+        // SAFETY: the orphan exits at once.
+        double_fork(|| unsafe { libc::_exit(0) });
+    }
+    say(&format!("created {n}"));
+    loop {
+        // SAFETY: pause has no preconditions.
+        unsafe { libc::pause() };
+    }
+}
+
+fn storm(n: usize, code: i32) {
+    let (read_end, write_end) = pipe();
+    let gate = read_end.0;
+    for _ in 0..n {
+        double_fork(|| {
+            let mut byte = [0u8; 1];
+            // SAFETY: blocks until the gate's write end closes, then exits with everyone else.
+            unsafe {
+                libc::read(gate, byte.as_mut_ptr().cast(), 1);
+                libc::_exit(0);
+            }
+        });
+    }
+    drop(read_end);
+    say("ready");
+    drop(write_end);
+    std::process::exit(code);
+}
+
+fn leftover(cleanup_ms: u64, marker: &str, mode: Option<&str>) {
+    let (read_end, write_end) = pipe();
+    // SAFETY: single-threaded fork; the grandchild only waits, sleeps and writes a file.
+    match unsafe { libc::fork() } {
+        0 => {
+            drop(read_end);
+            if mode == Some("setsid") {
+                // SAFETY: leaves the app's session and process group.
+                unsafe { libc::setsid() };
+            }
+            if mode == Some("ignore") {
+                // SAFETY: ignoring SIGTERM in this process.
+                unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            }
+            let set = block(&[libc::SIGTERM]);
+            say(&format!("pid {}", std::process::id()));
+            drop(write_end);
+            if mode == Some("ignore") {
+                loop {
+                    // SAFETY: pause has no preconditions.
+                    unsafe { libc::pause() };
+                }
+            }
+            next_signal(&set);
+            std::thread::sleep(Duration::from_millis(cleanup_ms));
+            std::fs::write(marker, b"cleaned up\n").unwrap();
+            std::process::exit(0);
+        }
+        _ => {
+            drop(write_end);
+            let mut byte = [0u8; 1];
+            // SAFETY: waits until the grandchild closed its end (it is ready).
+            unsafe { libc::read(read_end.0, byte.as_mut_ptr().cast(), 1) };
+        }
+    }
+}
