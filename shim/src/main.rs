@@ -68,12 +68,13 @@ fn run(args: Vec<OsString>) -> u8 {
     let final_status = move |status: u8| config::remap_exit(&remap, status);
 
     let check = config.check;
+    let early_termination_log = exit::termination_log_path(config.init.termination_log.as_deref());
     let mut plan = match Plan::prepare(config, original_mask) {
         Ok(plan) => plan,
         Err(PlanError::Command(exit)) => {
             tracing::error!("{}", PlanError::Command(exit.clone()));
             if !check {
-                record_exit(None, &exit);
+                record_exit(early_termination_log.as_deref(), &exit);
             }
             return final_status(exit.status());
         }

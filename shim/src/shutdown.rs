@@ -126,8 +126,11 @@ fn wait_until_gone(sup: &mut Supervisor, scope: Scope, deadline: Instant, interr
         return true;
     }
     loop {
-        sup.reap();
+        // List first, then reap: a process listed as gone may be a zombie child of ours by
+        // now, and the reap that follows collects it. (A pidfd reports an exit slightly before
+        // the zombie becomes reapable, so reaping first could miss it.)
         let remaining = scope.remaining();
+        sup.reap();
         let poll_deadline = match &remaining {
             Some(pids) if pids.is_empty() => return true,
             Some(pids) if sup.watch(pids) => deadline,

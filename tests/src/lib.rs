@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const TARGET: &str = "x86_64-unknown-linux-musl";
@@ -59,39 +60,142 @@ pub fn pid1_command(shim_args: &[&str]) -> Command {
     cmd
 }
 
-/// A shim started in a new PID namespace, with its host pid found.
-pub struct Pid1 {
-    pub unshare: Child,
-    /// The shim's pid as seen from the test (outside the namespace).
+/// A running shim whose stdout and stderr are collected as they arrive, so a test can wait
+/// for a line the app printed while it still runs.
+pub struct Running {
+    pub process: Child,
+    /// The shim's pid as seen from the test (outside any namespace).
     pub pid: i32,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// The shim as PID 1 of a new PID namespace (`Pid1::start`), or as a plain child (`Running::start`).
+pub struct Pid1;
+
 impl Pid1 {
-    /// Starts `shim ARGS` as PID 1 with stdout and stderr piped.
-    pub fn start(shim_args: &[&str]) -> Pid1 {
-        Self::start_with(pid1_command(shim_args))
+    /// Starts `shim ARGS` as PID 1 with stdout and stderr collected.
+    pub fn start(shim_args: &[&str]) -> Running {
+        Running::spawn(pid1_command(shim_args), true)
     }
 
-    pub fn start_with(mut cmd: Command) -> Pid1 {
-        let unshare = cmd
+    /// Starts a prepared `unshare ... shim ...` command (see `pid1_command`).
+    pub fn start_with(cmd: Command) -> Running {
+        Running::spawn(cmd, true)
+    }
+}
+
+impl Running {
+    /// Starts `shim ARGS` as a plain child of the test (the subreaper path).
+    pub fn start(shim_args: &[&str]) -> Running {
+        let mut cmd = Command::new(shim());
+        cmd.args(shim_args);
+        Running::spawn(cmd, false)
+    }
+
+    /// Spawns `cmd`; with `under_unshare` the shim is the child of the spawned unshare.
+    pub fn spawn(mut cmd: Command, under_unshare: bool) -> Running {
+        let mut process = cmd
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn unshare");
-        let parent = unshare.id() as i32;
-        let pid = wait_for(Duration::from_secs(10), || children_of(parent).into_iter().next())
-            .expect("the shim did not appear under unshare");
-        Pid1 { unshare, pid }
+            .expect("spawn the shim");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            collect(process.stdout.take().unwrap(), stdout.clone()),
+            collect(process.stderr.take().unwrap(), stderr.clone()),
+        ];
+        let pid = if under_unshare {
+            let parent = process.id() as i32;
+            wait_for(Duration::from_secs(10), || children_of(parent).into_iter().next())
+                .expect("the shim did not appear under unshare")
+        } else {
+            process.id() as i32
+        };
+        Running {
+            process,
+            pid,
+            stdout,
+            stderr,
+            readers,
+        }
     }
 
     pub fn signal(&self, sig: i32) {
         send(self.pid, sig);
     }
 
-    /// Waits for the whole run to end; returns (exit status, stdout, stderr).
-    pub fn finish(self, limit: Duration) -> Outcome {
-        finish(self.unshare, limit)
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
     }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until stdout has `count` lines equal to `line` (a liveness bound of 20 s).
+    pub fn wait_line(&self, line: &str, count: usize) {
+        let found = wait_for(Duration::from_secs(20), || {
+            (self.stdout().lines().filter(|l| *l == line).count() >= count).then_some(())
+        });
+        assert!(
+            found.is_some(),
+            "waited for {count}x {line:?} on stdout; got:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+    }
+
+    /// Waits for the run to end within `limit` (a liveness bound, not a timing claim).
+    pub fn finish(mut self, limit: Duration) -> Outcome {
+        use std::os::unix::process::ExitStatusExt;
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.process.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.process.kill();
+                let _ = self.process.wait();
+                panic!("the run did not finish within {limit:?}; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        Outcome {
+            code: status.code(),
+            signal: status.signal(),
+            stdout: self.stdout.lock().unwrap().clone(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A failed assertion must not leave a shim (and its namespace) behind.
+        if let Ok(None) = self.process.try_wait() {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
+    }
+}
+
+fn collect(mut from: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
 }
 
 fn raw_kill(pid: i32, sig: i32) -> nix::Result<()> {
@@ -119,57 +223,31 @@ impl Outcome {
     }
 }
 
-/// Waits for `child` to exit within `limit` (a generous liveness bound, not a timing claim),
-/// killing it and failing if it does not.
+/// Waits for an already spawned child (stdout/stderr piped or not) with a liveness bound.
 pub fn finish(mut child: Child, limit: Duration) -> Outcome {
-    use std::io::Read;
-    use std::os::unix::process::ExitStatusExt;
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_end(&mut buf);
-        }
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = String::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_string(&mut buf);
-        }
-        buf
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the run did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Outcome {
-        code: status.code(),
-        signal: status.signal(),
-        stdout: reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(collect(out, stdout.clone()));
     }
+    if let Some(err) = child.stderr.take() {
+        readers.push(collect(err, stderr.clone()));
+    }
+    let pid = child.id() as i32;
+    Running {
+        process: child,
+        pid,
+        stdout,
+        stderr,
+        readers,
+    }
+    .finish(limit)
 }
 
 /// Runs a command to completion with a liveness bound.
-pub fn run(mut cmd: Command, limit: Duration) -> Outcome {
-    finish(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn"),
-        limit,
-    )
+pub fn run(cmd: Command, limit: Duration) -> Outcome {
+    Running::spawn(cmd, false).finish(limit)
 }
 
 /// Polls `f` every 10 ms until it returns Some or `limit` passes (a liveness bound).
