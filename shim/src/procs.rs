@@ -21,36 +21,33 @@ pub fn parse_stat(text: &str) -> Option<Proc> {
     Some(Proc { pid, ppid, state })
 }
 
-/// Every process in /proc that has not exited (zombies and dead entries are left out: they
-/// are waiting for their parent, not for a signal).
-pub fn live_processes() -> Vec<Proc> {
+/// Every process /proc lists; empty when /proc cannot be read.
+fn all_processes() -> Vec<Proc> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.flatten()
         .filter_map(|entry| {
-            let name = entry.file_name();
-            let pid: i32 = name.to_str()?.parse().ok()?;
-            let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            parse_stat(&text)
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
         })
-        .filter(|p| !matches!(p.state, 'Z' | 'X' | 'x'))
         .collect()
+}
+
+/// Exited but not yet reaped: waiting for a parent's wait, not for a signal.
+fn has_exited(p: &Proc) -> bool {
+    matches!(p.state, 'Z' | 'X' | 'x')
+}
+
+/// Every process in /proc that has not exited.
+pub fn live_processes() -> Vec<Proc> {
+    all_processes().into_iter().filter(|p| !has_exited(p)).collect()
 }
 
 /// Live descendants of `root` (children, their children, ...), whatever group or session they
 /// moved to.
 pub fn live_descendants(root: i32) -> Vec<i32> {
-    let all = std::fs::read_dir("/proc")
-        .map(|dir| {
-            dir.flatten()
-                .filter_map(|e| {
-                    let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-                    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-                })
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
+    let all = all_processes();
     let mut children: HashMap<i32, Vec<&Proc>> = HashMap::new();
     for p in &all {
         children.entry(p.ppid).or_default().push(p);
@@ -60,7 +57,7 @@ pub fn live_descendants(root: i32) -> Vec<i32> {
     while let Some(parent) = stack.pop() {
         for child in children.get(&parent).into_iter().flatten() {
             stack.push(child.pid);
-            if !matches!(child.state, 'Z' | 'X' | 'x') {
+            if !has_exited(child) {
                 found.push(child.pid);
             }
         }

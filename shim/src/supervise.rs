@@ -112,7 +112,8 @@ impl Supervisor {
                 return exit;
             }
             for wake in self.wait(None) {
-                if let Wake::Signal { sig, from_process } = wake {
+                // Once the app has been reaped its pid may be reused: forward nothing more.
+                if let (Wake::Signal { sig, from_process }, None) = (wake, &self.app_exit) {
                     self.forward(sig, from_process);
                 }
             }
