@@ -68,13 +68,13 @@ fn run(args: Vec<OsString>) -> u8 {
     let final_status = move |status: u8| config::remap_exit(&remap, status);
 
     let check = config.check;
-    let early_termination_log = exit::termination_log_path(config.init.termination_log.as_deref());
+    let termination_log = exit::termination_log_path(config.init.termination_log.as_deref());
     let mut plan = match Plan::prepare(config, original_mask) {
         Ok(plan) => plan,
         Err(PlanError::Command(exit)) => {
             tracing::error!("{}", PlanError::Command(exit.clone()));
             if !check {
-                record_exit(early_termination_log.as_deref(), &exit);
+                record_exit(termination_log.as_deref(), &exit);
             }
             return final_status(exit.status());
         }
@@ -104,11 +104,7 @@ fn run(args: Vec<OsString>) -> u8 {
     // Phase rule: from here on the app may be running. PID 1 must not bail out; it logs and
     // carries on, and it returns the app's status.
     let Plan {
-        config,
-        exec,
-        policy,
-        termination_log,
-        ..
+        config, exec, policy, ..
     } = plan;
     drop((exec, policy));
     let child = match spawned {

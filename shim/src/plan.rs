@@ -137,7 +137,6 @@ pub struct Plan {
     pub original_mask: libc::sigset_t,
     /// stdin is the shim's controlling terminal: the child's group becomes its foreground group.
     pub foreground_tty: bool,
-    pub termination_log: Option<PathBuf>,
 }
 
 impl Plan {
@@ -152,14 +151,12 @@ impl Plan {
         let path = resolve_command(program, search_path.as_deref()).map_err(PlanError::Command)?;
         let policy = policy::prepare(&config, &path)?;
         let exec = Exec::new(&path, &config.command, env, std::process::id())?;
-        let termination_log = exit::termination_log_path(config.init.termination_log.as_deref());
         Ok(Plan {
             config,
             exec,
             policy,
             original_mask,
             foreground_tty: stdin_is_controlling_tty(),
-            termination_log,
         })
     }
 

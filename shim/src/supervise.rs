@@ -9,7 +9,7 @@
 //! pending and get forwarded on the first wake-up, and TSTP/TTIN/TTOU can never stop PID 1.
 //! The loop sleeps in `epoll_wait` with no timeout: idle means no system calls at all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -59,7 +59,7 @@ pub struct Supervisor {
     child: Pid,
     target: SignalTarget,
     map: Vec<(Sig, Option<Sig>)>,
-    watched: HashMap<i32, OwnedFd>,
+    watched: BTreeMap<i32, OwnedFd>,
     pub stats: Stats,
     pub app_exit: Option<AppExit>,
 }
@@ -76,7 +76,7 @@ impl Supervisor {
             child: Pid::from_raw(0),
             target: init.signal_target,
             map: init.map_signal.clone(),
-            watched: HashMap::new(),
+            watched: BTreeMap::new(),
             stats: Stats {
                 started,
                 started_at: SystemTime::now(),

@@ -190,6 +190,23 @@ pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
     }
 }
 
+/// Whether the process has any child, running, stopped or exited but not yet reaped.
+pub fn has_children() -> bool {
+    // SAFETY: siginfo_t is plain data; all-zero is valid for waitid to fill.
+    let mut info: libc::siginfo_t = unsafe { mem::zeroed() };
+    // SAFETY: waitid with WNOHANG|WNOWAIT only inspects children (it reaps nothing) and
+    // writes into the live `info`.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WSTOPPED | libc::WCONTINUED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    !(rc == -1 && errno() == libc::ECHILD)
+}
+
 pub fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }

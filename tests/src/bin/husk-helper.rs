@@ -15,6 +15,9 @@
 //!                             start a grandchild that, on SIGTERM, spends MS ms cleaning up and then
 //!                             creates MARKER (or ignores SIGTERM entirely); print its pid; exit 0
 //!   sleep                     wait for a signal, doing nothing
+//!   orphans-exit N            leave N double-forked orphans, print "created N", exit 0
+//!   latency                   print "ready", then for every SIGUSR1 the CLOCK_MONOTONIC time it
+//!                             arrived in nanoseconds, one per line; exit 0 on SIGTERM
 
 #![no_main]
 
@@ -70,6 +73,15 @@ fn run(args: Vec<String>) {
             arg(2),
             args.get(3).map(String::as_str),
         ),
+        "orphans-exit" => {
+            let n = arg(1).parse().unwrap_or_else(|_| usage());
+            for _ in 0..n {
+                // SAFETY: the orphan exits at once.
+                double_fork(|| unsafe { libc::_exit(0) });
+            }
+            say(&format!("created {n}"));
+        }
+        "latency" => latency(),
         "sleep" => loop {
             // SAFETY: pause has no preconditions.
             unsafe { libc::pause() };
@@ -272,5 +284,25 @@ fn leftover(cleanup_ms: u64, marker: &str, mode: Option<&str>) {
             // SAFETY: waits until the grandchild closed its end (it is ready).
             unsafe { libc::read(read_end.0, byte.as_mut_ptr().cast(), 1) };
         }
+    }
+}
+
+fn monotonic_ns() -> u128 {
+    // SAFETY: clock_gettime writes one timespec.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
+fn latency() {
+    let set = block(&[libc::SIGUSR1, libc::SIGTERM]);
+    say("ready");
+    loop {
+        let sig = next_signal(&set);
+        let at = monotonic_ns();
+        if sig == libc::SIGTERM {
+            std::process::exit(0);
+        }
+        say(&at.to_string());
     }
 }

@@ -1,0 +1,134 @@
+//! `husk-bench`: husk against tini, dumb-init and catatonit, side by side in one run.
+//!
+//! Every init runs the same way in the same run, interleaved round by round, so that whatever
+//! else the machine is doing weighs on all of them alike. Figures are medians (and p99 where
+//! tails matter) with the ratio of husk to each peer. Each init runs as PID 1 of a fresh PID
+//! namespace, as it does in a container. Needs root.
+//!
+//! usage: husk-bench [--quick] [--report PATH]
+//!   --quick   a smoke run (few rounds) so the harness cannot rot; its figures mean little
+//!   --report  also write the markdown report to PATH
+
+mod measure;
+mod pid1;
+mod report;
+
+use std::path::{Path, PathBuf};
+
+use report::Report;
+
+/// One init under test: how to put it in front of a command.
+#[derive(Clone)]
+pub struct Init {
+    pub name: &'static str,
+    /// argv before the app's own argv; empty for "no init".
+    pub prefix: Vec<String>,
+    /// The file whose size is reported.
+    pub binary: Option<PathBuf>,
+}
+
+impl Init {
+    pub fn argv(&self, app: &[String]) -> Vec<String> {
+        self.prefix.iter().chain(app).cloned().collect()
+    }
+}
+
+pub struct Settings {
+    pub quick: bool,
+    pub bin_dir: PathBuf,
+    pub work_dir: PathBuf,
+}
+
+impl Settings {
+    pub fn rounds(&self, full: usize, quick: usize) -> usize {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+
+    pub fn helper(&self) -> String {
+        self.bin_dir.join("husk-helper").display().to_string()
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let report_path = args
+        .iter()
+        .position(|a| a == "--report")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("husk-bench: needs root (each init runs as PID 1 of a new PID namespace)");
+        std::process::exit(2);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin_dir = root.join("target/x86_64-unknown-linux-musl/release");
+    let work_dir = root.join("target/bench");
+    std::fs::create_dir_all(&work_dir).expect("create target/bench");
+    let settings = Settings {
+        quick,
+        bin_dir,
+        work_dir,
+    };
+
+    let shim = settings.bin_dir.join("shim");
+    for needed in [shim.clone(), settings.bin_dir.join("husk-helper")] {
+        if !needed.exists() {
+            eprintln!(
+                "husk-bench: {} is missing; run scripts/bench (it builds the static binaries)",
+                needed.display()
+            );
+            std::process::exit(2);
+        }
+    }
+    let true_static = measure::build_true_static(&settings.work_dir);
+
+    let husk = Init {
+        name: "husk",
+        prefix: vec![shim.display().to_string(), "--".into()],
+        binary: Some(shim.clone()),
+    };
+    let mut inits = vec![husk];
+    for (name, path, sep) in [
+        ("tini", "/usr/bin/tini-static", true),
+        ("catatonit", "/usr/bin/catatonit", true),
+        ("dumb-init", "/usr/bin/dumb-init", false),
+    ] {
+        if Path::new(path).exists() {
+            let mut prefix = vec![path.to_string()];
+            if sep {
+                prefix.push("--".into());
+            }
+            inits.push(Init {
+                name,
+                prefix,
+                binary: Some(PathBuf::from(path)),
+            });
+        } else {
+            eprintln!("husk-bench: {path} not found, leaving {name} out (scripts/bench installs it)");
+        }
+    }
+
+    let mut report = Report::new(quick);
+    report.sizes(&inits, &settings);
+    eprintln!("start-up...");
+    report.startup(measure::startup(&inits, &true_static, &settings));
+    eprintln!("idle footprint...");
+    report.idle(measure::idle(&inits, &settings));
+    eprintln!("zombie reaping...");
+    report.reaping(measure::reaping(&inits, &settings));
+    eprintln!("signal forwarding latency...");
+    report.latency(measure::latency(&inits, &settings));
+    eprintln!("shutdown...");
+    report.shutdown(measure::shutdown(&inits, &settings));
+
+    let text = report.render();
+    print!("{text}");
+    if let Some(path) = report_path {
+        std::fs::write(&path, &text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+}

@@ -1,0 +1,135 @@
+//! Running a command as PID 1 of a fresh PID namespace, with as little in between as possible:
+//! fork, `unshare(CLONE_NEWPID)` in the child, fork again (the grandchild is PID 1), exec.
+//! The middle process only waits and passes the exit status on; it costs the same for every
+//! init, so it cancels out of every comparison.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{FromRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+pub struct Pid1 {
+    /// The middle process, a child of the benchmark: wait for it to know the run ended.
+    pub outer: i32,
+    /// The init's pid as the benchmark sees it.
+    pub init: i32,
+    /// The app's stdout, when captured.
+    pub stdout: Option<File>,
+}
+
+fn pipe() -> (RawFd, RawFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2");
+    (fds[0], fds[1])
+}
+
+/// Starts `argv` as PID 1 of a new PID namespace. With `capture`, the app's stdout is a pipe
+/// the caller reads.
+pub fn start(argv: &[String], capture: bool) -> Pid1 {
+    let args: Vec<CString> = argv.iter().map(|a| CString::new(a.as_str()).unwrap()).collect();
+    let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let (report_read, report_write) = pipe();
+    let out = capture.then(pipe);
+    // SAFETY: the child side only makes system calls on data built before the fork.
+    let outer = unsafe { libc::fork() };
+    assert!(outer >= 0, "fork");
+    if outer == 0 {
+        // SAFETY: between fork and exec: unshare, fork, dup2, execv, write, waitpid, _exit only.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWPID) != 0 {
+                libc::_exit(120);
+            }
+            let init = libc::fork();
+            if init == 0 {
+                if let Some((_, w)) = out {
+                    libc::dup2(w, 1);
+                }
+                libc::execv(ptrs[0], ptrs.as_ptr());
+                libc::_exit(127);
+            }
+            libc::write(report_write, (&init as *const i32).cast(), 4);
+            let mut status = 0;
+            libc::waitpid(init, &mut status, 0);
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            };
+            libc::_exit(code);
+        }
+    }
+    // SAFETY: closing our copies of the write ends; the children keep theirs.
+    unsafe { libc::close(report_write) };
+    if let Some((_, w)) = out {
+        unsafe { libc::close(w) };
+    }
+    let mut pid = [0u8; 4];
+    // SAFETY: report_read is ours; wrapping it in a File closes it when done.
+    let mut report = unsafe { File::from_raw_fd(report_read) };
+    report.read_exact(&mut pid).expect("read the init's pid");
+    Pid1 {
+        outer,
+        init: i32::from_ne_bytes(pid),
+        // SAFETY: the read end is ours alone from here on.
+        stdout: out.map(|(r, _)| unsafe { File::from_raw_fd(r) }),
+    }
+}
+
+/// Runs `argv` as PID 1 without capturing anything and returns how long it took, from before
+/// the fork until the middle process was reaped.
+pub fn time_run(args: &[CString]) -> Duration {
+    let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let start = Instant::now();
+    // SAFETY: as in `start`, the child side only makes system calls.
+    let outer = unsafe { libc::fork() };
+    if outer == 0 {
+        unsafe {
+            libc::unshare(libc::CLONE_NEWPID);
+            let init = libc::fork();
+            if init == 0 {
+                libc::execv(ptrs[0], ptrs.as_ptr());
+                libc::_exit(127);
+            }
+            let mut status = 0;
+            libc::waitpid(init, &mut status, 0);
+            libc::_exit(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                1
+            });
+        }
+    }
+    let status = wait(outer);
+    let took = start.elapsed();
+    assert_eq!(status, 0, "{:?} failed", args);
+    took
+}
+
+/// Waits for the middle process; returns the init's exit status.
+pub fn wait(outer: i32) -> i32 {
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(outer, &mut status, 0) };
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    }
+}
+
+pub fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill takes two integers.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock the app stamps received signals with.
+pub fn monotonic_ns() -> u128 {
+    // SAFETY: clock_gettime writes one timespec.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}

@@ -1,0 +1,218 @@
+//! The markdown report: medians, tails and the ratio of husk to each peer.
+
+use std::fmt::Write;
+
+use crate::measure::{Idle, Samples};
+use crate::{Init, Settings};
+
+pub struct Report {
+    quick: bool,
+    sections: Vec<String>,
+    headline: Vec<(String, String)>,
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn median(values: &[f64]) -> f64 {
+    percentile(values, 50.0)
+}
+
+/// husk's figure over the peer's: below 1 means husk is smaller or faster.
+fn ratio(husk: f64, peer: f64) -> String {
+    if peer > 0.0 && husk.is_finite() && peer.is_finite() {
+        format!("{:.2}", husk / peer)
+    } else {
+        "–".into()
+    }
+}
+
+impl Report {
+    pub fn new(quick: bool) -> Report {
+        Report {
+            quick,
+            sections: Vec::new(),
+            headline: Vec::new(),
+        }
+    }
+
+    /// A table of one number per init with the husk/peer ratio column.
+    fn table(&mut self, title: &str, unit: &str, rows: &[(&str, f64)], decimals: usize) {
+        let husk = rows.iter().find(|(n, _)| *n == "husk").map_or(f64::NAN, |r| r.1);
+        let mut out = format!("### {title}\n\n| init | {unit} | husk ÷ init |\n|---|---:|---:|\n");
+        for (name, value) in rows {
+            let _ = writeln!(
+                out,
+                "| {name} | {value:.decimals$} | {} |",
+                if *name == "husk" {
+                    "1.00".into()
+                } else {
+                    ratio(husk, *value)
+                }
+            );
+        }
+        self.sections.push(out);
+        let peers: Vec<String> = rows
+            .iter()
+            .filter(|(n, _)| *n != "husk")
+            .map(|(n, v)| format!("{n} {}", ratio(husk, *v)))
+            .collect();
+        self.headline.push((
+            format!("{title} ({unit})"),
+            format!("{husk:.decimals$} (husk ÷ peer: {})", peers.join(", ")),
+        ));
+    }
+
+    pub fn sizes(&mut self, inits: &[Init], settings: &Settings) {
+        let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len() as f64).unwrap_or(f64::NAN);
+        let rows: Vec<(&str, f64)> = inits
+            .iter()
+            .filter_map(|i| i.binary.as_ref().map(|b| (i.name, size(b))))
+            .collect();
+        self.table("Binary size", "bytes", &rows, 0);
+        let probe = settings.bin_dir.join("probe");
+        if let Some(last) = self.sections.last_mut() {
+            let _ = writeln!(last, "\n`probe` (the client, not in PID 1's memory): {} bytes. dumb-init is dynamically linked; the others are static.", size(&probe));
+        }
+    }
+
+    pub fn startup(&mut self, samples: Vec<Samples>) {
+        let base = samples
+            .iter()
+            .find(|s| s.name == "none")
+            .map_or(f64::NAN, |s| median(&s.values));
+        let rows: Vec<(&str, f64)> = samples
+            .iter()
+            .filter(|s| s.name != "none")
+            .map(|s| (s.name, median(&s.values) - base))
+            .collect();
+        self.table(
+            "Start-up added over a bare static `true`, as PID 1 (median)",
+            "µs",
+            &rows,
+            0,
+        );
+        if let Some(last) = self.sections.last_mut() {
+            let _ = writeln!(
+                last,
+                "\nBare `true-static` as PID 1: median {base:.0} µs over {} rounds; raw medians:",
+                samples[0].values.len()
+            );
+            for s in &samples {
+                let _ = writeln!(
+                    last,
+                    "- {}: {:.0} µs (p99 {:.0})",
+                    s.name,
+                    median(&s.values),
+                    percentile(&s.values, 99.0)
+                );
+            }
+        }
+    }
+
+    pub fn idle(&mut self, idle: Vec<Idle>) {
+        let window = idle.first().map_or(0, |i| i.window.as_secs());
+        let mut out = format!(
+            "### Idle footprint of PID 1 wrapping a sleeping app\n\n| init | VmRSS kB | RssAnon kB | Pss kB | context switches in {window} s |\n|---|---:|---:|---:|---:|\n"
+        );
+        for i in &idle {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                i.name, i.rss_kb, i.anon_kb, i.pss_kb, i.switches
+            );
+        }
+        self.sections.push(out);
+        let rows: Vec<(&str, f64)> = idle.iter().map(|i| (i.name, i.pss_kb as f64)).collect();
+        let husk = rows.iter().find(|r| r.0 == "husk").map_or(f64::NAN, |r| r.1);
+        let peers: Vec<String> = rows
+            .iter()
+            .filter(|r| r.0 != "husk")
+            .map(|(n, v)| format!("{n} {}", ratio(husk, *v)))
+            .collect();
+        self.headline.push((
+            "Idle Pss (kB)".into(),
+            format!("{husk:.0} (husk ÷ peer: {})", peers.join(", ")),
+        ));
+        let wakes = idle.iter().find(|i| i.name == "husk").map_or(0, |i| i.switches);
+        self.headline
+            .push((format!("Idle wake-ups in {window} s"), wakes.to_string()));
+    }
+
+    pub fn reaping(&mut self, (n, samples): (usize, Vec<Samples>)) {
+        let rows: Vec<(&str, f64)> = samples.iter().map(|s| (s.name, median(&s.values))).collect();
+        self.table(
+            &format!("Draining {n} ready zombies until the init has exited (median)"),
+            "ms",
+            &rows,
+            1,
+        );
+        if let Some(last) = self.sections.last_mut() {
+            for (name, ms) in &rows {
+                let _ = writeln!(last, "- {name}: {:.0} zombies reaped per second", n as f64 / (ms / 1e3));
+            }
+        }
+    }
+
+    pub fn latency(&mut self, results: Vec<(Samples, usize)>) {
+        let mut out = String::from("### Signal forwarding latency, idle (SIGUSR1 to PID 1 until the app has it)\n\n| init | median µs | p99 µs | lost | husk ÷ init (median) |\n|---|---:|---:|---:|---:|\n");
+        let husk = results
+            .iter()
+            .find(|(s, _)| s.name == "husk")
+            .map_or(f64::NAN, |(s, _)| median(&s.values));
+        for (s, lost) in &results {
+            let m = median(&s.values);
+            let _ = writeln!(
+                out,
+                "| {} | {m:.0} | {:.0} | {lost} | {} |",
+                s.name,
+                percentile(&s.values, 99.0),
+                ratio(husk, m)
+            );
+        }
+        self.sections.push(out);
+        let peers: Vec<String> = results
+            .iter()
+            .filter(|(s, _)| s.name != "husk")
+            .map(|(s, _)| format!("{} {}", s.name, ratio(husk, median(&s.values))))
+            .collect();
+        self.headline.push((
+            "Signal latency, median (µs)".into(),
+            format!("{husk:.0} (husk ÷ peer: {})", peers.join(", ")),
+        ));
+    }
+
+    pub fn shutdown(&mut self, samples: Vec<Samples>) {
+        let rows: Vec<(&str, f64)> = samples.iter().map(|s| (s.name, median(&s.values))).collect();
+        self.table(
+            "SIGTERM to PID 1 until it has exited, app exits at once (median)",
+            "ms",
+            &rows,
+            2,
+        );
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if self.quick {
+            out.push_str("> Quick smoke run (`--quick`): few rounds; the figures only show the harness works.\n\n");
+        }
+        out.push_str("## Headline\n\n| metric | husk |\n|---|---|\n");
+        for (metric, value) in &self.headline {
+            let _ = writeln!(out, "| {metric} | {value} |");
+        }
+        out.push('\n');
+        for section in &self.sections {
+            out.push_str(section);
+            out.push('\n');
+        }
+        out
+    }
+}
