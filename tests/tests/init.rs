@@ -124,6 +124,8 @@ fn forwarded_signals() -> Vec<i32> {
         libc::SIGUSR1,
         libc::SIGWINCH,
         libc::SIGABRT,
+        libc::SIGSEGV,
+        libc::SIGBUS,
         libc::SIGTSTP,
         libc::SIGTTIN,
         libc::SIGTTOU,
@@ -726,4 +728,85 @@ fn pdeathsig_is_forwarded_when_the_parent_dies() {
         stat(shim_pid).is_none_or(|(s, _)| s == 'Z').then_some(())
     })
     .expect("the shim exited");
+}
+
+#[test]
+fn with_a_terminal_the_app_is_the_foreground_process_group() {
+    let command = format!("{} --subreaper off {} describe", shim().display(), helper_path());
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &command, "/dev/null"]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout_text().contains("foreground yes"), "{}", out.stdout_text());
+}
+
+fn field<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[test]
+fn inherited_descriptors_and_listen_pid_go_to_the_app_and_the_shim_lets_go() {
+    let dir = scratch("hygiene");
+    // fd 3 is inherited by the shim, as a socket-activation manager would pass a socket;
+    // LISTEN_PID names the shim (exec keeps sh's pid).
+    let script = format!(
+        "cd {} && exec 3</etc/hostname && LISTEN_PID=$$ exec {} --subreaper off {} describe sleep",
+        dir.display(),
+        shim().display(),
+        helper_path()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]);
+    let shim_run = Running::spawn(cmd, false);
+    shim_run.wait_line("foreground no-tty", 1);
+    let report = shim_run.stdout();
+    let app_pid = field(&report, "pid");
+    assert_eq!(
+        field(&report, "listen_pid"),
+        app_pid,
+        "LISTEN_PID must name the app: {report}"
+    );
+    assert!(
+        field(&report, "fds").split(',').any(|fd| fd == "3"),
+        "the inherited fd 3 must reach the app: {report}"
+    );
+    assert_eq!(
+        std::path::Path::new(field(&report, "cwd")),
+        dir.as_path(),
+        "the app starts where the shim started"
+    );
+
+    // The shim itself keeps none of it: not fd 3, not the app's stdout, not its directory.
+    let fd_target = |fd: &str| std::fs::read_link(format!("/proc/{}/fd/{fd}", shim_run.pid)).ok();
+    assert!(
+        fd_target("3").is_none_or(|t| !t.ends_with("hostname")),
+        "the shim still holds fd 3: {:?}",
+        fd_target("3")
+    );
+    assert_eq!(fd_target("1"), Some("/dev/null".into()));
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{}/cwd", shim_run.pid)).unwrap(),
+        std::path::PathBuf::from("/")
+    );
+    let open: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", shim_run.pid))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(
+        open.len() <= 5,
+        "the shim holds more than stdio, signalfd and epoll: {open:?}"
+    );
+    shim_run.signal(libc::SIGTERM);
+    assert_eq!(shim_run.finish(LIMIT).code, Some(143));
+}
+
+#[test]
+fn listen_pid_naming_another_process_is_left_alone() {
+    let mut cmd = Command::new(shim());
+    cmd.env("LISTEN_PID", "1")
+        .args(["--subreaper", "off", &helper_path(), "describe"]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(field(&out.stdout_text(), "listen_pid"), "1");
 }

@@ -14,6 +14,8 @@
 //!   leftover MS MARKER [setsid|ignore]
 //!                             start a grandchild that, on SIGTERM, spends MS ms cleaning up and then
 //!                             creates MARKER (or ignores SIGTERM entirely); print its pid; exit 0
+//!   describe [sleep]          print "pid N", "cwd PATH", "listen_pid VALUE", "fds 0,1,2",
+//!                             "pgid N" and "foreground yes|no|no-tty"; then exit, or wait for a signal
 //!   sleep                     wait for a signal, doing nothing
 //!   orphans-exit N            leave N double-forked orphans, print "created N", exit 0
 //!   latency                   print "ready", then for every SIGUSR1 the CLOCK_MONOTONIC time it
@@ -82,6 +84,15 @@ fn run(args: Vec<String>) {
             say(&format!("created {n}"));
         }
         "latency" => latency(),
+        "describe" => {
+            describe();
+            if args.get(1).is_some_and(|a| a == "sleep") {
+                loop {
+                    // SAFETY: pause has no preconditions.
+                    unsafe { libc::pause() };
+                }
+            }
+        }
         "sleep" => loop {
             // SAFETY: pause has no preconditions.
             unsafe { libc::pause() };
@@ -305,4 +316,41 @@ fn latency() {
         }
         say(&at.to_string());
     }
+}
+
+fn describe() {
+    say(&format!("pid {}", std::process::id()));
+    say(&format!(
+        "cwd {}",
+        std::env::current_dir()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    ));
+    say(&format!(
+        "listen_pid {}",
+        std::env::var("LISTEN_PID").unwrap_or_default()
+    ));
+    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    // The listing's own descriptor is the highest one and is closed by now.
+    fds.retain(|&fd| std::fs::metadata(format!("/proc/self/fd/{fd}")).is_ok());
+    say(&format!(
+        "fds {}",
+        fds.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(",")
+    ));
+    // SAFETY: getpgrp and tcgetpgrp take no pointers.
+    let (pgid, foreground) = unsafe { (libc::getpgrp(), libc::tcgetpgrp(0)) };
+    say(&format!("pgid {pgid}"));
+    let fg = if foreground < 0 {
+        "no-tty"
+    } else if foreground == pgid {
+        "yes"
+    } else {
+        "no"
+    };
+    say(&format!("foreground {fg}"));
 }
