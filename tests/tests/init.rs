@@ -810,3 +810,28 @@ fn listen_pid_naming_another_process_is_left_alone() {
     let out = run(cmd, LIMIT);
     assert_eq!(field(&out.stdout_text(), "listen_pid"), "1");
 }
+
+#[test]
+fn hold_on_failure_keeps_pid1_up_until_term_or_the_hold_ends() {
+    if !require_root("hold-on-failure") {
+        return;
+    }
+    // A failed app with a long hold: PID 1 stays up until SIGTERM, then exits with the app's status.
+    let held = pid1_start(&["--hold-on-failure", "1h"], &["exit", "3"]);
+    let holding = wait_for(Duration::from_secs(20), || {
+        held.stderr().contains("holding").then_some(())
+    });
+    assert!(holding.is_some(), "no hold: {}", held.stderr());
+    assert!(
+        stat(held.pid).is_some_and(|(s, _)| s != 'Z'),
+        "PID 1 must still be up during the hold"
+    );
+    held.signal(libc::SIGTERM);
+    assert_eq!(held.finish(LIMIT).code, Some(3));
+    // A short hold ends by itself.
+    assert_eq!(pid1_run(&["--hold-on-failure", "300ms"], &["exit", "4"]).code, Some(4));
+    // Success is not held.
+    let ok = pid1_run(&["--hold-on-failure", "1h"], &["exit", "0"]);
+    assert_eq!(ok.code, Some(0));
+    assert!(!ok.stderr.contains("holding"));
+}
