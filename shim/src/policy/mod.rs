@@ -167,11 +167,19 @@ pub fn prepare(config: &Config, executable: &Path) -> Result<Policy, PolicyError
         ("fs-rx", landlock::FsKind::Rx),
         ("fs-rw", landlock::FsKind::Rw),
     ] {
+        if given(config, name) && settings.list(name).is_empty() {
+            return Err(PolicyError::option(name, "empty path"));
+        }
         for path in settings.list(name) {
             if path.trim().is_empty() {
                 return Err(PolicyError::option(name, "empty path"));
             }
             request.fs.push((kind, PathBuf::from(path)));
+        }
+    }
+    for name in ["tcp-bind", "tcp-connect"] {
+        if given(config, name) && settings.list(name).is_empty() {
+            return Err(PolicyError::option(name, "empty port list"));
         }
     }
     for port in settings.list("tcp-bind") {
