@@ -263,7 +263,7 @@ pub fn prepare(mode: Mode, request: Request, executable: &Path) -> Result<Landlo
     let not_enforced = not_enforced(&request, abi);
     if mode == Mode::Enforce && !not_enforced.is_empty() {
         let kernel = if abi <= 0 {
-            "this kernel has no Landlock (or it is disabled)".to_string()
+            "this kernel has no Landlock (or it is disabled), so it".to_string()
         } else {
             format!("this kernel (Landlock ABI {abi})")
         };
