@@ -334,6 +334,82 @@ fn landlock_enforce_refuses_what_the_kernel_cannot_enforce() {
 }
 
 #[test]
+fn a_step_that_fails_in_the_child_stops_the_start() {
+    if !require_root("a_step_that_fails_in_the_child_stops_the_start") {
+        return;
+    }
+    // The outer shim's profile makes landlock_restrict_self fail with EPERM, so the inner shim
+    // prepares its ruleset normally and its child fails at that step, after fork.
+    let dir = workdir("child-step");
+    let profile = dir.join("no-restrict-self.json");
+    std::fs::write(
+        &profile,
+        r#"{"app": {"mismatch_action": "allow", "match_action": {"errno": 1},
+                    "filter": [{"syscall": "landlock_restrict_self"}]}}"#,
+    )
+    .unwrap();
+    let marker = dir.join("ran");
+    let report = report_bin();
+    let shim_path = shim().display().to_string();
+    let args = [
+        "--seccomp",
+        profile.to_str().unwrap(),
+        "--cap-keep",
+        "all",
+        "--",
+        &shim_path,
+        "--subreaper",
+        "off",
+        "--tcp-connect",
+        "8080",
+        "--",
+        &report,
+        "marker",
+        marker.to_str().unwrap(),
+    ];
+    let out = run(pid1_command(&args), LIMIT);
+    assert_eq!(out.code, Some(125), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("landlock: restrict_self: Operation not permitted"),
+        "{}",
+        out.stderr
+    );
+    assert!(!marker.exists(), "the app ran unconfined");
+}
+
+#[test]
+fn check_reports_what_best_effort_would_not_enforce() {
+    if !require_root("check_reports_what_best_effort_would_not_enforce") {
+        return;
+    }
+    let dir = workdir("check-no-landlock");
+    let profile = no_landlock_profile(&dir);
+    let shim_path = shim().display().to_string();
+    let args = [
+        "--seccomp",
+        profile.to_str().unwrap(),
+        "--cap-keep",
+        "all",
+        "--",
+        &shim_path,
+        "--check",
+        "--tcp-bind",
+        "80",
+        "--",
+        "/bin/true",
+    ];
+    let out = run(pid1_command(&args), LIMIT);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["landlock"]["abi"], 0);
+    assert_eq!(v["landlock"]["enforced"], false);
+    assert_eq!(
+        v["landlock"]["not-enforced"],
+        serde_json::json!(["tcp:bind", "tcp:connect", "scope:abstract-unix", "scope:signal"])
+    );
+}
+
+#[test]
 fn check_shows_the_effective_policy() {
     let out = run(
         {

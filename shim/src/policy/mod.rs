@@ -457,6 +457,7 @@ impl Policy {
             for &cap in &self.caps.bounding_drop {
                 // SAFETY: PR_CAPBSET_READ takes a capability number and reads no memory.
                 let present = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+                check(Step::BoundingSet, present as libc::c_long)?;
                 if present == 1 {
                     // SAFETY: PR_CAPBSET_DROP takes a capability number and reads no memory.
                     let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
