@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use husk_tests::{bin, pid1_command, require_root, run, scratch, shim, Outcome};
+use husk_tests::{bin, pid1_command, require_root, run, shim, Outcome};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
