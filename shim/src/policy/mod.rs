@@ -620,3 +620,111 @@ impl Policy {
         map.insert("seccomp-action".into(), action);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn prepare_args(args: &[&str]) -> Result<Policy, PolicyError> {
+        let mut list: Vec<OsString> = args.iter().map(OsString::from).collect();
+        list.push("--".into());
+        list.push("/bin/true".into());
+        let config = match crate::config::load(&list, &[]).expect("the options themselves parse") {
+            crate::config::Request::Run(c) => *c,
+            _ => panic!("expected a run request"),
+        };
+        prepare(&config, Path::new("/bin/true"))
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let policy = prepare_args(&[]).unwrap();
+        assert!(policy.no_new_privs);
+        assert_eq!(policy.caps.keep, CapKeep::Only(vec![]));
+        assert!(policy.landlock.is_none(), "Landlock only when a rule asks for it");
+        assert!(matches!(
+            policy.seccomp.as_ref().map(|s| &s.profile),
+            Some(seccomp::Profile::Default(seccomp::DenyAction::Errno))
+        ));
+        assert_eq!(policy.ids, None);
+        assert_eq!(policy.groups, None);
+        let mut map = Map::new();
+        policy.describe(&mut map);
+        for key in [
+            "user",
+            "groups",
+            "cap-keep",
+            "no-new-privs",
+            "allow-new-privs",
+            "rlimit",
+            "umask",
+            "fs-ro",
+            "fs-rx",
+            "fs-rw",
+            "tcp-bind",
+            "tcp-connect",
+            "landlock-scope",
+            "landlock",
+            "seccomp",
+            "seccomp-action",
+        ] {
+            assert!(map.contains_key(key), "{key}");
+        }
+        assert_eq!(map["seccomp"], "default");
+        assert_eq!(map["landlock"]["mode"], "off");
+    }
+
+    #[test]
+    fn incoherent_or_malformed_policies_are_refused_before_fork() {
+        for (args, needle) in [
+            (
+                &["--no-new-privs", "--allow-new-privs"][..],
+                "--allow-new-privs: contradicts",
+            ),
+            (&["--allow-new-privs"], "--allow-new-privs: seccomp cannot be applied"),
+            (
+                &["--allow-new-privs", "--seccomp", "off", "--tcp-bind", "80"],
+                "Landlock cannot",
+            ),
+            (&["--cap-keep", "all,KILL"], "--cap-keep"),
+            (&["--cap-keep", "NOPE"], "unknown capability"),
+            (&["--rlimit", "stack=2:1"], "--rlimit"),
+            (&["--umask", "8"], "--umask"),
+            (
+                &["--tcp-bind", "80", "--landlock", "off"],
+                "--landlock: off contradicts --tcp-bind",
+            ),
+            (&["--landlock", "enforce"], "asks for nothing"),
+            (&["--landlock-scope", "abstract"], "unknown scope"),
+            (&["--seccomp", "off", "--seccomp-action", "log"], "--seccomp-action"),
+            (
+                &["--seccomp", "/nonexistent/p.json", "--seccomp-action", "log"],
+                "--seccomp-action",
+            ),
+            (&["--seccomp", "/nonexistent/p.json"], "seccomp: cannot open"),
+            (
+                &["--fs-rx", "/nonexistent-husk"],
+                "landlock: cannot open \"/nonexistent-husk\"",
+            ),
+        ] {
+            let e = prepare_args(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} was accepted"));
+            assert!(e.to_string().contains(needle), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn coherent_combinations_are_accepted() {
+        let p = prepare_args(&["--allow-new-privs", "--seccomp", "off"]).unwrap();
+        assert!(!p.no_new_privs);
+        let p = prepare_args(&["--no-new-privs=false", "--seccomp", "off"]).unwrap();
+        assert!(!p.no_new_privs);
+        let p = prepare_args(&["--landlock-scope", "none"]).unwrap();
+        assert!(p.landlock.is_none(), "nothing to restrict");
+        let p = prepare_args(&["--seccomp-action", "kill", "--rlimit", "core=0", "--umask", "077"]).unwrap();
+        assert_eq!(p.umask, Some(0o77));
+        assert_eq!(p.rlimits.len(), 1);
+    }
+}
