@@ -32,6 +32,25 @@ fn parse(out: &Outcome) -> HashMap<String, String> {
         .collect()
 }
 
+/// As [`confined`], in a new network namespace too (only loopback, down), so ports are free
+/// whatever the host runs.
+fn confined_netns(shim_args: &[&str], items: &[&str]) -> Outcome {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(shim())
+        .args(shim_args)
+        .arg("--")
+        .arg(report_bin())
+        .args(items);
+    run(cmd, LIMIT)
+}
+
+fn netns_report(shim_args: &[&str], items: &[&str]) -> HashMap<String, String> {
+    let out = confined_netns(shim_args, items);
+    assert_eq!(out.code, Some(0), "shim {shim_args:?} failed: {}", out.stderr);
+    parse(&out)
+}
+
 /// Runs and expects the app to have run to completion (exit 0); returns its report.
 fn report(shim_args: &[&str], items: &[&str]) -> HashMap<String, String> {
     let out = confined(shim_args, items);
@@ -156,18 +175,8 @@ fn kept_capability_is_usable_by_a_non_root_user() {
     if !require_root("kept_capability_is_usable_by_a_non_root_user") {
         return;
     }
-    // A network namespace of its own, so port 80 is free whatever the host runs.
-    let run_in_netns = |shim_args: &[&str]| {
-        let report = report_bin();
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--net", "--pid", "--fork", "--mount-proc", "--kill-child"])
-            .arg(shim())
-            .args(shim_args)
-            .args(["--", &report, "ids", "status", "bind", "80"]);
-        let out = run(cmd, LIMIT);
-        assert_eq!(out.code, Some(0), "{}", out.stderr);
-        parse(&out)
-    };
+    let items = ["ids", "status", "bind", "80"];
+    let run_in_netns = |shim_args: &[&str]| netns_report(shim_args, &items);
     let r = run_in_netns(&["--cap-keep", "NET_BIND_SERVICE", "--user", "65534:65534"]);
     assert_eq!(get(&r, "uid"), "65534");
     assert_eq!(get(&r, "bind.80"), "ok");
@@ -211,7 +220,7 @@ fn landlock_tcp_rules() {
         return;
     }
     let items = ["connect", "8080", "connect", "9090", "bind", "7070"];
-    let r = report(&["--tcp-connect", "8080"], &items);
+    let r = netns_report(&["--tcp-connect", "8080"], &items);
     assert_eq!(get(&r, "connect.9090"), "EACCES");
     assert_ne!(
         get(&r, "connect.8080"),
@@ -219,10 +228,10 @@ fn landlock_tcp_rules() {
         "the allowed port reaches the network stack"
     );
     assert_eq!(get(&r, "bind.7070"), "EACCES", "TCP restriction covers bind too");
-    let r = report(&["--tcp-connect", "8080", "--tcp-bind", "7070"], &items);
+    let r = netns_report(&["--tcp-connect", "8080", "--tcp-bind", "7070"], &items);
     assert_eq!(get(&r, "bind.7070"), "ok");
     // Control: without Landlock nothing is EACCES.
-    let r = report(&[], &items);
+    let r = netns_report(&[], &items);
     assert_ne!(get(&r, "connect.9090"), "EACCES");
 }
 
