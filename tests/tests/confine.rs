@@ -761,3 +761,58 @@ fn malformed_or_contradictory_policies_never_start_the_app() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn a_non_root_shim_still_confines_what_it_can_and_refuses_the_rest() {
+    if !require_root("a_non_root_shim_still_confines_what_it_can_and_refuses_the_rest") {
+        return;
+    }
+    // The shim itself started as uid 65534 with no capabilities (a non-root container).
+    let as_nobody = |shim_args: &[&str], items: &[&str]| {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", "setpriv"])
+            .args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(shim())
+            .args(shim_args)
+            .arg("--")
+            .arg(report_bin())
+            .args(items);
+        run(cmd, LIMIT)
+    };
+    let out = as_nobody(&[], &["ids", "status"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let r = parse(&out);
+    assert_eq!(get(&r, "uid"), "65534");
+    assert_eq!(get(&r, "CapEff"), "0000000000000000");
+    assert_eq!(get(&r, "NoNewPrivs"), "1");
+    assert_eq!(get(&r, "Seccomp"), "2");
+    assert!(out.stderr.contains("lacks CAP_SETPCAP"), "{}", out.stderr);
+
+    let dir = workdir("nobody");
+    set_mode(&dir, 0o777); // so that the app, as 65534, could create its marker
+    for (args, needle) in [
+        (
+            &["--allow-new-privs", "--seccomp", "off"][..],
+            "cannot empty the bounding set",
+        ),
+        (&["--user", "1000:1000"], "--user: the shim lacks CAP_SETUID/CAP_SETGID"),
+        (&["--cap-keep", "NET_BIND_SERVICE"], "not in the shim's permitted set"),
+    ] {
+        let marker = dir.join("ran");
+        let out = as_nobody(args, &["marker", marker.to_str().unwrap()]);
+        assert_eq!(out.code, Some(125), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
+        assert!(!marker.exists());
+    }
+    // Control: an acceptable policy does run the app, which can create the marker.
+    let marker = dir.join("ran");
+    let out = as_nobody(&[], &["marker", marker.to_str().unwrap()]);
+    assert_eq!((out.code, marker.exists()), (Some(0), true), "{}", out.stderr);
+}

@@ -299,12 +299,11 @@ pub fn prepare(config: &Config, executable: &Path) -> Result<Policy, PolicyError
         ::caps::has_cap(None, ::caps::CapSet::Effective, ::caps::Capability::CAP_SETPCAP).unwrap_or(false);
     if !caps_plan.bounding_drop.is_empty() && !bounding_settable {
         let bounding = ::caps::read(None, ::caps::CapSet::Bounding).unwrap_or_default();
-        let extra: Vec<String> = bounding
+        let extra = bounding
             .iter()
             .filter(|c| caps_plan.bounding_drop.contains(&u32::from(c.index())))
-            .map(|c| c.to_string())
-            .collect();
-        if !extra.is_empty() {
+            .count();
+        if extra > 0 {
             if !no_new_privs {
                 return Err(PolicyError::step(
                     "capabilities",
@@ -313,9 +312,9 @@ pub fn prepare(config: &Config, executable: &Path) -> Result<Policy, PolicyError
                 ));
             }
             tracing::warn!(
-                "capabilities: the shim lacks CAP_SETPCAP, so the bounding set keeps {} \
-                 (harmless: no_new_privs stops exec from granting them)",
-                extra.join(", ")
+                "capabilities: the shim lacks CAP_SETPCAP, so the app's bounding set keeps {extra} \
+                 capabilities (harmless under no_new_privs: exec cannot grant them; give the shim \
+                 CAP_SETPCAP to empty it)"
             );
         }
     }
