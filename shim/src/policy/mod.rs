@@ -147,112 +147,8 @@ pub fn prepare(config: &Config, executable: &Path) -> Result<Policy, PolicyError
         (_, false) => true,
     };
 
-    let landlock_mode = match confinement_value(config, "landlock").map(|v| v.trim().to_ascii_lowercase()) {
-        None => Some(landlock::Mode::BestEffort),
-        Some(v) => match v.as_str() {
-            "best-effort" | "besteffort" => Some(landlock::Mode::BestEffort),
-            "enforce" => Some(landlock::Mode::Enforce),
-            "off" => None,
-            other => {
-                return Err(PolicyError::option(
-                    "landlock",
-                    format!("expected best-effort, enforce or off, got {other:?}"),
-                ))
-            }
-        },
-    };
-    let mut request = landlock::Request::default();
-    for (name, kind) in [
-        ("fs-ro", landlock::FsKind::Ro),
-        ("fs-rx", landlock::FsKind::Rx),
-        ("fs-rw", landlock::FsKind::Rw),
-    ] {
-        if given(config, name) && settings.list(name).is_empty() {
-            return Err(PolicyError::option(name, "empty path"));
-        }
-        for path in settings.list(name) {
-            if path.trim().is_empty() {
-                return Err(PolicyError::option(name, "empty path"));
-            }
-            request.fs.push((kind, PathBuf::from(path)));
-        }
-    }
-    for name in ["tcp-bind", "tcp-connect"] {
-        if given(config, name) && settings.list(name).is_empty() {
-            return Err(PolicyError::option(name, "empty port list"));
-        }
-    }
-    for port in settings.list("tcp-bind") {
-        request
-            .bind
-            .push(landlock::parse_port(port).map_err(|e| PolicyError::option("tcp-bind", e))?);
-    }
-    for port in settings.list("tcp-connect") {
-        request
-            .connect
-            .push(landlock::parse_port(port).map_err(|e| PolicyError::option("tcp-connect", e))?);
-    }
-    let scope_given = given(config, "landlock-scope");
-    if scope_given {
-        request.scopes = landlock::parse_scopes(settings.list("landlock-scope"))
-            .map_err(|e| PolicyError::option("landlock-scope", e))?;
-    }
-    let landlock_asked = request.restricts_fs() || request.restricts_tcp() || scope_given;
-    if landlock_mode.is_none() && landlock_asked {
-        let which = ["fs-ro", "fs-rx", "fs-rw", "tcp-bind", "tcp-connect", "landlock-scope"]
-            .into_iter()
-            .filter(|n| given(config, n))
-            .map(|n| format!("--{n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(PolicyError::option(
-            "landlock",
-            format!("off contradicts {which}, which need Landlock"),
-        ));
-    }
-    if landlock_asked && !scope_given {
-        request.scopes = vec![landlock::ScopeName::AbstractUnix, landlock::ScopeName::Signal];
-    }
-    let landlock_on = landlock_mode.is_some() && !request.is_empty();
-    if given(config, "landlock") && landlock_mode == Some(landlock::Mode::Enforce) && !landlock_asked {
-        return Err(PolicyError::option(
-            "landlock",
-            "enforce asks for nothing: add --fs-*, --tcp-* or --landlock-scope rules",
-        ));
-    }
-
-    let seccomp_choice = confinement_value(config, "seccomp")
-        .unwrap_or("default")
-        .trim()
-        .to_string();
-    let action_given = confinement_value(config, "seccomp-action");
-    let action = action_given
-        .map(seccomp::DenyAction::parse)
-        .transpose()
-        .map_err(|e| PolicyError::option("seccomp-action", e))?
-        .unwrap_or(seccomp::DenyAction::Errno);
-    let profile = match seccomp_choice.as_str() {
-        "" => return Err(PolicyError::option("seccomp", "empty value (default, off or a PATH)")),
-        "off" => {
-            if action_given.is_some() {
-                return Err(PolicyError::option(
-                    "seccomp-action",
-                    "has no effect with --seccomp off",
-                ));
-            }
-            None
-        }
-        "default" => Some(seccomp::Profile::Default(action)),
-        path => {
-            if action_given.is_some() {
-                return Err(PolicyError::option(
-                    "seccomp-action",
-                    "does not apply to a profile file (its own actions apply)",
-                ));
-            }
-            Some(seccomp::Profile::File(path.to_string()))
-        }
-    };
+    let (landlock_mode, request, landlock_on) = landlock_request(config)?;
+    let profile = seccomp_profile(config)?;
 
     // Now the parts that read the system.
     let caps_plan = CapPlan::prepare(keep).map_err(|e| PolicyError::option("cap-keep", e))?;
@@ -285,9 +181,7 @@ pub fn prepare(config: &Config, executable: &Path) -> Result<Policy, PolicyError
         let can_setid = ::caps::has_cap(None, ::caps::CapSet::Effective, ::caps::Capability::CAP_SETUID)
             .unwrap_or(false)
             && ::caps::has_cap(None, ::caps::CapSet::Effective, ::caps::Capability::CAP_SETGID).unwrap_or(false);
-        let same = identity.ids == Some((nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw()))
-            && identity.groups.is_none();
-        if !can_setid && !same {
+        if !can_setid {
             return Err(PolicyError::option(
                 if identity.ids.is_some() { "user" } else { "groups" },
                 "the shim lacks CAP_SETUID/CAP_SETGID, so it cannot change the app's user or groups",
@@ -371,6 +265,123 @@ pub fn prepare(config: &Config, executable: &Path) -> Result<Policy, PolicyError
         no_new_privs,
         landlock,
         seccomp,
+    })
+}
+
+/// `--landlock`, `--fs-*`, `--tcp-*`, `--landlock-scope`: the mode (None: off), the request,
+/// and whether Landlock is on (asked for, not off, and not empty).
+fn landlock_request(config: &Config) -> Result<(Option<landlock::Mode>, landlock::Request, bool), PolicyError> {
+    let settings = &config.settings;
+    let landlock_mode = match confinement_value(config, "landlock").map(|v| v.trim().to_ascii_lowercase()) {
+        None => Some(landlock::Mode::BestEffort),
+        Some(v) => match v.as_str() {
+            "best-effort" | "besteffort" => Some(landlock::Mode::BestEffort),
+            "enforce" => Some(landlock::Mode::Enforce),
+            "off" => None,
+            other => {
+                return Err(PolicyError::option(
+                    "landlock",
+                    format!("expected best-effort, enforce or off, got {other:?}"),
+                ))
+            }
+        },
+    };
+    let mut request = landlock::Request::default();
+    for (name, kind) in [
+        ("fs-ro", landlock::FsKind::Ro),
+        ("fs-rx", landlock::FsKind::Rx),
+        ("fs-rw", landlock::FsKind::Rw),
+    ] {
+        if given(config, name) && settings.list(name).is_empty() {
+            return Err(PolicyError::option(name, "empty path"));
+        }
+        for path in settings.list(name) {
+            if path.trim().is_empty() {
+                return Err(PolicyError::option(name, "empty path"));
+            }
+            request.fs.push((kind, PathBuf::from(path)));
+        }
+    }
+    for name in ["tcp-bind", "tcp-connect"] {
+        if given(config, name) && settings.list(name).is_empty() {
+            return Err(PolicyError::option(name, "empty port list"));
+        }
+    }
+    for port in settings.list("tcp-bind") {
+        request
+            .bind
+            .push(landlock::parse_port(port).map_err(|e| PolicyError::option("tcp-bind", e))?);
+    }
+    for port in settings.list("tcp-connect") {
+        request
+            .connect
+            .push(landlock::parse_port(port).map_err(|e| PolicyError::option("tcp-connect", e))?);
+    }
+    let scope_given = given(config, "landlock-scope");
+    if scope_given {
+        request.scopes = landlock::parse_scopes(settings.list("landlock-scope"))
+            .map_err(|e| PolicyError::option("landlock-scope", e))?;
+    }
+    let landlock_asked = request.restricts_fs() || request.restricts_tcp() || scope_given;
+    if landlock_mode.is_none() && landlock_asked {
+        let which = ["fs-ro", "fs-rx", "fs-rw", "tcp-bind", "tcp-connect", "landlock-scope"]
+            .into_iter()
+            .filter(|n| given(config, n))
+            .map(|n| format!("--{n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(PolicyError::option(
+            "landlock",
+            format!("off contradicts {which}, which need Landlock"),
+        ));
+    }
+    if landlock_asked && !scope_given {
+        request.scopes = vec![landlock::ScopeName::AbstractUnix, landlock::ScopeName::Signal];
+    }
+    let landlock_on = landlock_mode.is_some() && !request.is_empty();
+    if given(config, "landlock") && landlock_mode == Some(landlock::Mode::Enforce) && !landlock_asked {
+        return Err(PolicyError::option(
+            "landlock",
+            "enforce asks for nothing: add --fs-*, --tcp-* or --landlock-scope rules",
+        ));
+    }
+
+    Ok((landlock_mode, request, landlock_on))
+}
+
+/// `--seccomp` and `--seccomp-action`: the profile, None for off.
+fn seccomp_profile(config: &Config) -> Result<Option<seccomp::Profile>, PolicyError> {
+    let seccomp_choice = confinement_value(config, "seccomp")
+        .unwrap_or("default")
+        .trim()
+        .to_string();
+    let action_given = confinement_value(config, "seccomp-action");
+    let action = action_given
+        .map(seccomp::DenyAction::parse)
+        .transpose()
+        .map_err(|e| PolicyError::option("seccomp-action", e))?
+        .unwrap_or(seccomp::DenyAction::Errno);
+    Ok(match seccomp_choice.as_str() {
+        "" => return Err(PolicyError::option("seccomp", "empty value (default, off or a PATH)")),
+        "off" => {
+            if action_given.is_some() {
+                return Err(PolicyError::option(
+                    "seccomp-action",
+                    "has no effect with --seccomp off",
+                ));
+            }
+            None
+        }
+        "default" => Some(seccomp::Profile::Default(action)),
+        path => {
+            if action_given.is_some() {
+                return Err(PolicyError::option(
+                    "seccomp-action",
+                    "does not apply to a profile file (its own actions apply)",
+                ));
+            }
+            Some(seccomp::Profile::File(path.to_string()))
+        }
     })
 }
 
