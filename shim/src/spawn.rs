@@ -22,6 +22,7 @@ use crate::sys;
 pub enum Step {
     ProcessGroup = 1,
     Foreground,
+    SignalMask,
     Rlimits,
     Umask,
     BoundingSet,
@@ -34,7 +35,6 @@ pub enum Step {
     NoNewPrivs,
     Landlock,
     Seccomp,
-    SignalMask,
     Exec,
 }
 
@@ -42,6 +42,7 @@ impl Step {
     const ALL: [Step; 16] = [
         Step::ProcessGroup,
         Step::Foreground,
+        Step::SignalMask,
         Step::Rlimits,
         Step::Umask,
         Step::BoundingSet,
@@ -54,7 +55,6 @@ impl Step {
         Step::NoNewPrivs,
         Step::Landlock,
         Step::Seccomp,
-        Step::SignalMask,
         Step::Exec,
     ];
 
@@ -188,14 +188,18 @@ fn child_path(plan: &mut Plan) -> ChildFailure {
         // SAFETY: tcsetpgrp on fd 0 with our own (new) process group id.
         unsafe { libc::tcsetpgrp(0, libc::getpgrp()) };
     }
-    if let Err(failure) = plan.policy.apply_in_child() {
-        return failure;
-    }
+    // getpid and the signal mask come before the policy, so that the seccomp filter, installed
+    // last, only has to allow execve (and write/_exit to report a failed exec). The child
+    // installs no signal handlers, so a signal arriving from here on meets the dispositions the
+    // app would have anyway.
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
     plan.exec.fill_listen_pid(pid);
     if let Err(errno) = sys::set_signal_mask(&plan.original_mask) {
         return ChildFailure::new(Step::SignalMask, errno);
+    }
+    if let Err(failure) = plan.policy.apply_in_child() {
+        return failure;
     }
     // SAFETY: path, argv and envp are NUL-terminated strings in NULL-terminated arrays built
     // by Plan::prepare, all alive for this call; execve returns only on failure.
