@@ -87,10 +87,24 @@ fn main() {
     }
     let true_static = measure::build_true_static(&settings.work_dir);
 
+    // Like for like with the peers, which confine nothing: husk with its policy switched off.
     let husk = Init {
         name: "husk",
-        prefix: vec![shim.display().to_string(), "--".into()],
+        prefix: [shim.display().to_string()]
+            .into_iter()
+            .chain(["--cap-keep", "all", "--allow-new-privs", "--seccomp", "off", "--"].map(String::from))
+            .collect(),
         binary: Some(shim.clone()),
+    };
+    // What a hardened image runs: the default policy (all capabilities dropped, no_new_privs,
+    // the default seccomp filter) plus a Landlock ruleset.
+    let husk_policy = Init {
+        name: "husk+policy",
+        prefix: [shim.display().to_string()]
+            .into_iter()
+            .chain(["--fs-ro", "/", "--fs-rw", "/tmp", "--"].map(String::from))
+            .collect(),
+        binary: None,
     };
     let mut inits = vec![husk];
     for (name, path, sep) in [
@@ -116,7 +130,8 @@ fn main() {
     let mut report = Report::new(quick);
     report.sizes(&inits, &settings);
     eprintln!("start-up...");
-    report.startup(measure::startup(&inits, &true_static, &settings));
+    let with_policy: Vec<Init> = inits.iter().cloned().chain([husk_policy]).collect();
+    report.startup(measure::startup(&with_policy, &true_static, &settings));
     eprintln!("idle footprint...");
     report.idle(measure::idle(&inits, &settings));
     eprintln!("zombie reaping...");
