@@ -379,7 +379,7 @@ pub fn from_env<'a>(vars: impl IntoIterator<Item = (&'a OsStr, &'a OsStr)>) -> R
     let mut settings = Settings::default();
     for (key, value) in vars {
         let Some(key) = key.to_str() else { continue };
-        if !key.starts_with("SHIM_") {
+        if !key.starts_with("SHIM_") || is_kubernetes_service_link(key) {
             continue;
         }
         let spec = SPECS
@@ -406,6 +406,12 @@ pub fn from_env<'a>(vars: impl IntoIterator<Item = (&'a OsStr, &'a OsStr)>) -> R
         }
     }
     Ok(settings)
+}
+
+/// Kubernetes injects `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT...` for every service in the
+/// namespace; a service named `shim` must not stop every pod beside it from starting.
+fn is_kubernetes_service_link(key: &str) -> bool {
+    key.starts_with("SHIM_SERVICE_HOST") || key.starts_with("SHIM_SERVICE_PORT") || key == "SHIM_PORT" || key.starts_with("SHIM_PORT_")
 }
 
 /// The largest config file the shim reads; anything bigger is a mistake, not a config.
@@ -622,6 +628,12 @@ mod tests {
         assert_eq!(s.value("subreaper"), Some("off"));
         let typo = [(OsStr::new("SHIM_GRACEE"), OsStr::new("1s"))];
         assert!(from_env(typo).is_err());
+        let service_links = [
+            (OsStr::new("SHIM_SERVICE_HOST"), OsStr::new("10.0.0.1")),
+            (OsStr::new("SHIM_PORT"), OsStr::new("tcp://10.0.0.1:80")),
+            (OsStr::new("SHIM_PORT_80_TCP_ADDR"), OsStr::new("10.0.0.1")),
+        ];
+        assert_eq!(from_env(service_links).unwrap(), Settings::default());
     }
 
     #[test]
