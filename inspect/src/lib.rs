@@ -7,6 +7,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cgroup;
+pub mod check;
 pub mod net;
 pub mod process;
 pub mod sys;

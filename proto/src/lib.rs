@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+pub use serde;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -31,7 +31,6 @@ const PIDFD_TOKEN_BASE: u64 = 1 << 32;
 #[derive(Debug)]
 pub struct Stats {
     /// When the shim started (for uptime).
-    #[allow(dead_code)] // read by the diagnostics socket
     pub started: Instant,
     pub started_at: SystemTime,
     pub reaped: u64,
@@ -62,6 +61,8 @@ pub struct Supervisor {
     watched: HashMap<i32, OwnedFd>,
     pub stats: Stats,
     pub app_exit: Option<AppExit>,
+    /// The diagnostics server, whose descriptors use tokens in [diag::TOKEN_FIRST, diag::TOKEN_END).
+    diag: Option<crate::diag::Server>,
 }
 
 impl Supervisor {
@@ -84,6 +85,7 @@ impl Supervisor {
                 forwarded: BTreeMap::new(),
             },
             app_exit: None,
+            diag: None,
         })
     }
 
@@ -92,6 +94,18 @@ impl Supervisor {
     pub fn set_child(&mut self, child: Pid) {
         self.child = child;
         self.stats.started_at = SystemTime::now();
+    }
+
+    /// Serves diagnostics from this loop from now on. Must come after the post-spawn clean-up
+    /// of inherited descriptors (which would close the server's).
+    pub fn attach_diag(&mut self, server: crate::diag::Server) {
+        match server.register(&self.epoll) {
+            Ok(()) => self.diag = Some(server),
+            Err(e) => tracing::warn!(
+                "diagnostics: epoll: {}; running without the diagnostics socket",
+                crate::describe_io(&e)
+            ),
+        }
     }
 
     /// The descriptors the loop owns, which the post-spawn clean-up must leave open.
@@ -120,9 +134,17 @@ impl Supervisor {
     }
 
     /// Sleeps until something happens (or `deadline`), reaps, and reports what happened.
+    /// Diagnostics events are handled here too, after signals and reaping, and produce no
+    /// wake; an open diagnostics connection's deadline shortens the sleep (with none open,
+    /// an idle shim still makes no system calls).
     pub fn wait(&mut self, deadline: Option<Instant>) -> Vec<Wake> {
         let mut events = [EpollEvent::empty(); 16];
-        let timeout = match deadline {
+        let diag_deadline = self.diag.as_ref().and_then(|d| d.next_deadline());
+        let sleep_until = match (deadline, diag_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = match sleep_until {
             None => EpollTimeout::NONE,
             Some(at) => {
                 let left = at.saturating_duration_since(Instant::now());
@@ -147,6 +169,7 @@ impl Supervisor {
         if ready == 0 && deadline.is_some_and(|at| Instant::now() >= at) {
             wakes.push(Wake::Timeout);
         }
+        // Signals and exits first: no client can make them wait for its request.
         for event in &events[..ready] {
             match event.data() {
                 SIGNALFD_TOKEN => self.drain_signals(&mut wakes),
@@ -158,6 +181,22 @@ impl Supervisor {
                     wakes.push(Wake::ProcessExited);
                 }
                 _ => {}
+            }
+        }
+        if let Some(server) = self.diag.as_mut() {
+            let view = crate::diag::View {
+                child: self.child.as_raw(),
+                stats: &self.stats,
+                app_exit: self.app_exit.as_ref(),
+            };
+            for event in &events[..ready] {
+                let token = event.data();
+                if (crate::diag::TOKEN_FIRST..crate::diag::TOKEN_END).contains(&token) {
+                    server.handle(token, event.events(), &self.epoll, &view);
+                }
+            }
+            if diag_deadline.is_some_and(|at| Instant::now() >= at) {
+                server.expire(&self.epoll);
             }
         }
         wakes
