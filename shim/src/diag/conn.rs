@@ -22,6 +22,8 @@ pub struct Conn {
     stream: UnixStream,
     peer: Peer,
     pub deadline: Instant,
+    /// When the last reply went out (or the connection was accepted).
+    pub last_active: Instant,
     decoder: Decoder,
     out: Vec<u8>,
     out_pos: usize,
@@ -37,6 +39,7 @@ impl Conn {
             stream,
             peer,
             deadline,
+            last_active: Instant::now(),
             decoder: Decoder::new(MAX_REQUEST),
             out: Vec::new(),
             out_pos: 0,
@@ -53,6 +56,11 @@ impl Conn {
 
     pub fn deregister(&self, epoll: &Epoll) {
         let _ = epoll.delete(self.stream.as_fd());
+    }
+
+    /// Between requests: nothing half-read, nothing to send, nothing pending.
+    pub fn is_idle(&self) -> bool {
+        self.decoder.is_empty() && self.out.is_empty() && self.waiting.is_none() && !self.close_after
     }
 
     pub fn is_waiting(&self) -> bool {
@@ -88,7 +96,8 @@ impl Conn {
             if !self.out.is_empty() {
                 match self.flush() {
                     Ok(true) => {
-                        self.deadline = Instant::now() + timeout;
+                        self.last_active = Instant::now();
+                        self.deadline = self.last_active + timeout;
                         if self.close_after {
                             return false;
                         }

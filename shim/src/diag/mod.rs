@@ -4,8 +4,8 @@
 //! the supervisor's one epoll (tokens in [1, 2^32)), and `Supervisor::wait` hands their events
 //! here after it has handled signals and reaping. Everything is non-blocking and bounded, so
 //! a client can cost the loop a little CPU but can never hold it: a request is at most
-//! `MAX_REQUEST` bytes, at most `MAX_CONNECTIONS` are served at once (the rest wait in the
-//! listen backlog), each has `REQUEST_TIMEOUT` to send a request and read the reply, and a
+//! `MAX_REQUEST` bytes, at most `MAX_CONNECTIONS` are open at once (when all are in use a new
+//! client replaces the longest idle one, or waits in the listen backlog), each has `REQUEST_TIMEOUT` to send a request and read the reply, and a
 //! reply is at most `MAX_REPLY_BYTES`. Health checks, which may resolve names and wait for
 //! the network, run on short-lived helper threads and report back through a pipe.
 //!
@@ -39,6 +39,9 @@ const CONN_TOKEN_BASE: u64 = 16;
 
 const MAX_CONNECTIONS: usize = 32;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection idle this long may be closed to make room for a new client (a younger one may
+/// have its request in flight, not yet read).
+const EVICT_AFTER: Duration = Duration::from_secs(1);
 const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_SOCKET: &str = "/dev/shm/husk.sock";
 
@@ -186,7 +189,15 @@ impl Server {
 
     /// The earliest connection deadline: the loop sleeps no longer than this.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.conns.iter().flatten().map(|c| c.deadline).min()
+        let deadlines = self.conns.iter().flatten().map(|c| c.deadline);
+        // While full, also wake when an idle connection becomes evictable, to accept again.
+        let evictable = self
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| !self.accepting && c.is_idle())
+            .map(|c| c.last_active + EVICT_AFTER);
+        deadlines.chain(evictable).min()
     }
 
     /// Handles one epoll event for a token in [TOKEN_FIRST, TOKEN_END).
@@ -214,10 +225,26 @@ impl Server {
                 self.close(slot, epoll);
             }
         }
+        if !self.accepting
+            && self
+                .conns
+                .iter()
+                .flatten()
+                .any(|c| c.is_idle() && c.last_active + EVICT_AFTER <= now)
+        {
+            // Clients may be waiting in the backlog behind idle connections.
+            self.set_accepting(true, epoll);
+        }
     }
 
     fn accept(&mut self, epoll: &Epoll, app: i32) {
-        while self.live() < MAX_CONNECTIONS {
+        loop {
+            if self.live() >= MAX_CONNECTIONS && !self.evict_idle(epoll) {
+                // Every slot is busy with a request: leave the rest in the listen backlog
+                // until one frees up.
+                self.set_accepting(false, epoll);
+                return;
+            }
             let stream = match self.listener.accept() {
                 Ok(Some(s)) => s,
                 Ok(None) => return,
@@ -242,8 +269,30 @@ impl Server {
             }
             self.conns[slot] = Some(conn);
         }
-        // Full: leave the rest in the listen backlog until a slot frees up.
-        self.set_accepting(false, epoll);
+    }
+
+    /// Makes room for a new client by closing the connection that has been idle longest
+    /// (sent nothing since its last reply), so that clients holding connections open without
+    /// asking anything cannot lock out one that asks. False when every connection is busy.
+    fn evict_idle(&mut self, epoll: &Epoll) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                c.as_ref()
+                    .filter(|c| c.is_idle() && c.last_active.elapsed() >= EVICT_AFTER)
+                    .map(|c| (c.last_active, i))
+            })
+            .min();
+        match oldest {
+            Some((_, slot)) => {
+                tracing::debug!("diagnostics: all {MAX_CONNECTIONS} connections in use; closing the longest idle one");
+                self.close(slot, epoll);
+                true
+            }
+            None => false,
+        }
     }
 
     fn live(&self) -> usize {

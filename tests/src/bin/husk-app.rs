@@ -5,11 +5,12 @@
 //!   http PORT      listen on 127.0.0.1:PORT and answer every request `HTTP/1.0 200 OK`
 //!   child          start a child (`husk-app sleep`) that stays in the app's tree
 //!   probe-as-app PROBE SOCKET OUT
-//!                  run PROBE --socket SOCKET ps from inside the app's tree; write its exit
+//!                  run PROBE --socket SOCKET status from inside the app's tree; write its exit
 //!                  code to OUT
 //!   sleep          nothing more
 //! Then it prints "ready" and waits for signals: each one is written as "got N" on stdout;
-//! SIGTERM exits 0 (after the other signals have been reported), SIGUSR2 exits 3.
+//! SIGTERM exits 0, SIGUSR2 exits 3, SIGHUP leaves an orphan that exits at once (for the
+//! shim to reap).
 
 #![no_main]
 
@@ -60,13 +61,24 @@ fn run(args: &[String]) {
             "probe-as-app" => {
                 let (probe, socket, out) = (&args[i + 1], &args[i + 2], &args[i + 3]);
                 i += 3;
-                let status = std::process::Command::new(probe)
-                    .args(["--socket", socket, "ps"])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status()
-                    .unwrap();
-                std::fs::write(out, format!("{}", status.code().unwrap_or(-1))).unwrap();
+                // `status` needs the shim (no standalone answer); retry while the socket is not
+                // there yet (exit 3), since the app may start before the shim creates it.
+                let mut code = -1;
+                for _ in 0..400 {
+                    code = std::process::Command::new(probe)
+                        .args(["--socket", socket, "status"])
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .unwrap()
+                        .code()
+                        .unwrap_or(-1);
+                    if code != 3 {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                std::fs::write(out, format!("{code}")).unwrap();
             }
             "sleep" => {}
             other => panic!("husk-app: unknown argument {other:?}"),
@@ -103,9 +115,28 @@ fn wait_for_signals(set: &libc::sigset_t) {
         println!("got {sig}");
         let _ = std::io::stdout().flush();
         match sig {
+            libc::SIGHUP => leave_orphan(),
             libc::SIGTERM => std::process::exit(0),
             libc::SIGUSR2 => std::process::exit(3),
             _ => {}
+        }
+    }
+}
+
+/// Double fork: the middle process exits at once, so the grandchild is re-parented to the shim
+/// and becomes its zombie to reap when it exits a moment later.
+fn leave_orphan() {
+    // SAFETY: the children call only async-signal-safe functions (fork, usleep, _exit).
+    unsafe {
+        let middle = libc::fork();
+        if middle == 0 {
+            if libc::fork() == 0 {
+                libc::usleep(50_000);
+            }
+            libc::_exit(0);
+        }
+        if middle > 0 {
+            libc::waitpid(middle, std::ptr::null_mut(), 0);
         }
     }
 }
