@@ -540,6 +540,16 @@ fn abusive_clients_do_not_hurt_pid1() {
     shim.assert_forwards();
     shim.assert_reaps();
 
+    // Clients that hang up before reading their reply: the shim's failed write must not turn
+    // into a SIGPIPE forwarded to the app.
+    for _ in 0..50 {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.write_all(b"{\"method\":\"io.husk.Diag.ListProcesses\"}\0").unwrap();
+        drop(s);
+    }
+    shim.assert_forwards();
+    assert!(!shim.stdout().contains("got 13"), "SIGPIPE reached the app");
+
     // 10 MiB without a NUL: the shim hangs up long before.
     let mut s = UnixStream::connect(&socket).unwrap();
     s.set_write_timeout(Some(LIVENESS)).unwrap();

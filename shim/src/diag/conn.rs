@@ -1,7 +1,7 @@
 //! One client connection: reading requests up to the size cap, one reply in flight at a time
 //! (a client that does not read its replies is not read from either), and the deadline.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -165,13 +165,21 @@ impl Conn {
 
     /// Writes queued output; true when all of it is out.
     fn flush(&mut self) -> io::Result<bool> {
+        use nix::sys::socket::{send, MsgFlags};
+        use std::os::fd::AsRawFd;
         while self.out_pos < self.out.len() {
-            match self.stream.write(&self.out[self.out_pos..]) {
+            // MSG_NOSIGNAL: a client that hung up must not raise SIGPIPE, which PID 1 holds
+            // in its signalfd and would forward to the app like any other signal.
+            match send(
+                self.stream.as_raw_fd(),
+                &self.out[self.out_pos..],
+                MsgFlags::MSG_NOSIGNAL,
+            ) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(nix::errno::Errno::EAGAIN) => return Ok(false),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
         // Give the memory back: an idle connection holds no reply.

@@ -351,3 +351,61 @@ impl Server {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn diag(args: &[&str]) -> Result<Option<DiagConfig>, String> {
+        let mut all: Vec<OsString> = args.iter().map(OsString::from).collect();
+        all.extend(["--", "true"].map(OsString::from));
+        let settings = crate::options::from_args(&all).unwrap();
+        DiagConfig::from_config(&crate::config::resolve(settings).unwrap())
+    }
+
+    #[test]
+    fn socket_addresses() {
+        assert_eq!(
+            diag(&[]).unwrap().unwrap().address,
+            Address::Path(DEFAULT_SOCKET.into())
+        );
+        assert_eq!(
+            diag(&["--diag-socket", "@husk"]).unwrap().unwrap().address,
+            Address::Abstract("husk".into())
+        );
+        assert!(diag(&["--diag-socket", "off"]).unwrap().is_none());
+        assert!(diag(&["--diag-socket", "@"]).is_err());
+        assert!(diag(&["--diag-socket", &format!("/{}", "x".repeat(200))]).is_err());
+        match diag(&["--diag-socket", "rel.sock"]).unwrap().unwrap().address {
+            Address::Path(p) => assert!(p.is_absolute()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn access_and_checks() {
+        let d = diag(&[
+            "--diag-allow-uid",
+            "1000,1001",
+            "--diag-allow-app",
+            "--diag-env-allow",
+            "PATH",
+            "--health-tcp",
+            "db=db:5432",
+            "--health-http",
+            "web=http://127.0.0.1:8080/healthz",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(d.allow_uids, vec![1000, 1001]);
+        assert!(d.allow_app);
+        assert_eq!(d.env_allow, vec!["PATH"]);
+        assert_eq!(d.checks.len(), 2);
+        assert!(diag(&["--diag-allow-uid", "nobody"]).is_err());
+        assert!(diag(&["--health-tcp", "db"]).is_err());
+        assert!(diag(&["--health-tcp", "db=db"]).is_err());
+        assert!(diag(&["--health-http", "web=https://x/"]).is_err());
+        assert!(diag(&["--health-tcp", "a=x:1", "--health-tcp", "a=y:2"]).is_err());
+    }
+}

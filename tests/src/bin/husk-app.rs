@@ -96,7 +96,14 @@ fn block_signals() -> libc::sigset_t {
     // SAFETY: `set` is a live sigset_t; the calls only write into it and the thread's mask.
     unsafe {
         libc::sigemptyset(&mut set);
-        for sig in [libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGHUP, libc::SIGINT] {
+        for sig in [
+            libc::SIGTERM,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGHUP,
+            libc::SIGINT,
+            libc::SIGPIPE,
+        ] {
             libc::sigaddset(&mut set, sig);
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
