@@ -55,3 +55,52 @@ pub fn pids() -> Vec<i32> {
     pids.sort_unstable();
     pids
 }
+
+#[cfg(test)]
+mod tests {
+    /// A small deterministic generator: the parsers see the same garbage on every run.
+    fn garbage(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let alphabet = b" \t\n:()/-\\0123456789abcdefABCDEF[]=\0\xff";
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x % 5 == 0 {
+                    (x >> 8) as u8
+                } else {
+                    alphabet[(x >> 16) as usize % alphabet.len()]
+                }
+            })
+            .collect()
+    }
+
+    /// Every parser takes arbitrary bytes without panicking.
+    #[test]
+    fn parsers_survive_garbage() {
+        for seed in 0..2000u64 {
+            let bytes = garbage(seed, (seed % 300) as usize);
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = crate::process::parse_stat(&text);
+            let _ = crate::process::parse_status(&text);
+            let _ = crate::process::parse_limits(&text);
+            let _ = crate::process::parse_mountinfo(&text);
+            let _ = crate::process::parse_environ(&bytes, &|_| true);
+            let _ = crate::process::parse_security(1, &text);
+            let _ = crate::process::cap_set(&text);
+            let _ = crate::process::socket_inode(&text);
+            let _ = crate::net::parse_address(&text);
+            let _ = crate::net::parse_inet("tcp", &text);
+            let _ = crate::net::parse_inet("udp6", &text);
+            let _ = crate::net::parse_unix(&text);
+            let _ = crate::net::parse_route(&text);
+            let _ = crate::net::parse_ipv6_route(&text);
+            let _ = crate::net::parse_dev(&text);
+            let _ = crate::cgroup::parse_flat_keyed(&text);
+            let _ = crate::cgroup::parse_membership(&text);
+            let _ = crate::check::parse_status_line(&bytes);
+            let _ = crate::check::parse_http_url(&text);
+        }
+    }
+}

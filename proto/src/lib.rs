@@ -701,3 +701,29 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod chunking {
+    use super::*;
+
+    /// However the stream is cut, the same messages come out.
+    #[test]
+    fn any_chunking_yields_the_same_messages() {
+        let stream: Vec<u8> = [&b"{\"method\":\"a.B\"}\0"[..], b"\0", b"{\"x\":[1,2]}\0", b"tail"].concat();
+        for size in 1..stream.len() {
+            let mut d = Decoder::new(MAX_REQUEST);
+            let mut out = Vec::new();
+            for chunk in stream.chunks(size) {
+                d.push(chunk);
+                while let Ok(Some(m)) = d.next_message() {
+                    out.push(m);
+                }
+            }
+            assert_eq!(
+                out,
+                vec![b"{\"method\":\"a.B\"}".to_vec(), Vec::new(), b"{\"x\":[1,2]}".to_vec()]
+            );
+            assert!(!d.is_empty());
+        }
+    }
+}

@@ -42,6 +42,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection idle this long may be closed to make room for a new client (a younger one may
 /// have its request in flight, not yet read).
 const EVICT_AFTER: Duration = Duration::from_secs(1);
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_SOCKET: &str = "/dev/shm/husk.sock";
 
@@ -136,6 +137,9 @@ pub struct Server {
     listener: listener::Listener,
     conns: Vec<Option<conn::Conn>>,
     accepting: bool,
+    /// After an accept error (out of descriptors, say) the listener rests until then, rather
+    /// than waking the loop again at once.
+    paused_until: Option<Instant>,
     config: DiagConfig,
     app: AppInfo,
     health: health::Health,
@@ -169,6 +173,7 @@ impl Server {
             listener,
             conns: Vec::new(),
             accepting: true,
+            paused_until: None,
             config,
             app,
             health,
@@ -197,7 +202,7 @@ impl Server {
             .flatten()
             .filter(|c| !self.accepting && c.is_idle())
             .map(|c| c.last_active + EVICT_AFTER);
-        deadlines.chain(evictable).min()
+        deadlines.chain(evictable).chain(self.paused_until).min()
     }
 
     /// Handles one epoll event for a token in [TOKEN_FIRST, TOKEN_END).
@@ -249,7 +254,12 @@ impl Server {
                 Ok(Some(s)) => s,
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::debug!("diagnostics: accept: {}", crate::describe_io(&e));
+                    tracing::warn!(
+                        "diagnostics: accept: {}; pausing for {ACCEPT_PAUSE:?}",
+                        crate::describe_io(&e)
+                    );
+                    self.set_accepting(false, epoll);
+                    self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             };
@@ -320,7 +330,9 @@ impl Server {
         if self.conns.is_empty() {
             self.conns = Vec::new();
         }
-        self.set_accepting(true, epoll);
+        if self.paused_until.is_none() {
+            self.set_accepting(true, epoll);
+        }
     }
 
     fn drive(&mut self, slot: usize, events: EpollFlags, epoll: &Epoll, view: &View) {
