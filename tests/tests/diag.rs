@@ -161,6 +161,14 @@ impl Drop for Shim {
         if let Some(mut pid1) = self.pid1.take() {
             let _ = pid1.unshare.kill();
             let _ = pid1.unshare.wait();
+            // unshare's --kill-child SIGKILLs the shim; wait until it is really gone, so the
+            // next step does not talk to a dying shim.
+            let gone = wait_for(LIVENESS, || {
+                husk_tests::stat(pid1.pid).map_or(Some(()), |(state, _)| (state == 'Z').then_some(()))
+            });
+            if gone.is_none() && !std::thread::panicking() {
+                panic!("the shim (pid {}) outlived its unshare", pid1.pid);
+            }
         }
     }
 }
@@ -253,6 +261,30 @@ fn probe_answers_every_question_about_the_app() {
     let table = probe(&socket, &["ps"]);
     assert_eq!(table.code, Some(0));
     assert!(table.stdout_text().lines().next().unwrap().starts_with("PID"));
+    let threads = probe_json(&socket, &["ps", "--threads"]);
+    let app_threads = threads["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == 2)
+        .unwrap();
+    assert_eq!(app_threads["thread_list"][0]["tid"], 2);
+    for cmd in [
+        &["net"][..],
+        &["mounts"],
+        &["limits"],
+        &["fds", "2"],
+        &["info"],
+        &["cgroup"],
+    ] {
+        let out = probe(&socket, cmd);
+        assert_eq!(out.code, Some(0), "{cmd:?}: {}", out.stderr);
+        assert!(
+            !out.stdout.is_empty() && out.stderr.is_empty(),
+            "{cmd:?}: {}",
+            out.stderr
+        );
+    }
 
     // ports: the app's listening TCP port with the app's pid.
     let ports = probe_json(&socket, &["ports"]);
@@ -636,6 +668,36 @@ fn health_reflects_the_configured_checks() {
     assert_eq!(json["checks"].as_array().unwrap().len(), 2);
     drop(shim);
 
+    // The same checks from the config file's "health" array, with expect and timeout.
+    let dir = scratch("health-file");
+    let config = dir.join("shim.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"health": [{{"name": "web", "http": "http://127.0.0.1:{http}/healthz", "expect": 200, "timeout": "1s"}},
+                          {{"name": "db", "tcp": "127.0.0.1:{tcp}", "timeout": "2s"}}]}}"#
+        ),
+    )
+    .unwrap();
+    let socket = dir.join("diag.sock").to_string_lossy().into_owned();
+    let config = config.to_string_lossy().into_owned();
+    let shim = Shim::start(
+        &socket,
+        &["--config", &config],
+        &["APP", "listen", &tcp_s, "http", &http_s],
+        &[],
+    );
+    let json = probe_json(&socket, &["health"]);
+    let names: Vec<&str> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web", "db"]);
+    assert_eq!(probe(&socket, &["health"]).code, Some(0));
+    drop(shim);
+
     // A failing check makes the container unhealthy (1), with --docker too.
     let socket = socket_path("unhealthy");
     let bad = format!("gone=127.0.0.1:{closed}");
@@ -739,6 +801,19 @@ fn socket_address_rules() {
     let first = Shim::start(&socket, &[], &["APP"], &[]);
     let mode = std::fs::metadata(&socket).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
     assert_eq!(mode.unwrap(), 0o660);
+
+    // Idle means idle: once the clients are gone, no timer is left behind (the shim is not
+    // woken at all while nothing happens).
+    assert_eq!(probe(&socket, &["ps", "--threads"]).code, Some(0));
+    let switches = |pid: i32| {
+        let st = status(pid);
+        let n = |k: &str| st.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap();
+        n("voluntary_ctxt_switches") + n("nonvoluntary_ctxt_switches")
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let before = switches(first.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(switches(first.pid()), before, "the idle shim woke up");
 
     // A live one is left alone: the second shim warns and its app runs without diagnostics.
     let second = Shim::start(&socket, &[], &["APP"], &[]);
