@@ -26,6 +26,8 @@ use crate::sys;
 const SIGNALFD_TOKEN: u64 = 0;
 /// Tokens at and above this are pidfds of processes being waited for during shutdown.
 const PIDFD_TOKEN_BASE: u64 = 1 << 32;
+/// How many diagnostics events one wake-up handles before the loop looks at signals again.
+const DIAG_EVENTS_PER_WAKE: usize = 4;
 
 /// What the shim counts, for logs and the diagnostics socket.
 #[derive(Debug)]
@@ -189,11 +191,15 @@ impl Supervisor {
                 stats: &self.stats,
                 app_exit: self.app_exit.as_ref(),
             };
-            for event in &events[..ready] {
-                let token = event.data();
-                if (crate::diag::TOKEN_FIRST..crate::diag::TOKEN_END).contains(&token) {
-                    server.handle(token, event.events(), &self.epoll, &view);
-                }
+            // A few client events per wake-up: the rest stay ready (epoll is level-triggered)
+            // and come back after the next look at the signalfd, so a crowd of clients costs
+            // signal forwarding at most a few requests' worth of delay.
+            let diag_events = events[..ready]
+                .iter()
+                .filter(|e| (crate::diag::TOKEN_FIRST..crate::diag::TOKEN_END).contains(&e.data()))
+                .take(DIAG_EVENTS_PER_WAKE);
+            for event in diag_events {
+                server.handle(event.data(), event.events(), &self.epoll, &view);
             }
             if diag_deadline.is_some_and(|at| Instant::now() >= at) {
                 server.expire(&self.epoll);

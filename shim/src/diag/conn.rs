@@ -201,6 +201,15 @@ impl Conn {
     }
 
     fn handle(&mut self, message: &[u8], ctx: &Ctx, health: &mut Health) {
+        // A refused peer learns why on its first message, whatever it sent, and nothing else.
+        if let Some(reason) = &self.peer.refused {
+            self.queue(&Reply::error(
+                errors::PERMISSION_DENIED,
+                json!({"uid": self.peer.uid, "reason": reason}),
+            ));
+            self.close_after = true;
+            return;
+        }
         let call: Call = match serde_json::from_slice(message) {
             Ok(call) => call,
             Err(e) => {
@@ -215,14 +224,6 @@ impl Conn {
                 return;
             }
         };
-        if let Some(reason) = &self.peer.refused {
-            self.queue(&Reply::error(
-                errors::PERMISSION_DENIED,
-                json!({"uid": self.peer.uid, "reason": reason}),
-            ));
-            self.close_after = true;
-            return;
-        }
         match methods::call(&call, ctx, &self.peer, health) {
             Outcome::Reply(_) if call.oneway => {}
             Outcome::Reply(reply) => self.queue(&reply),
