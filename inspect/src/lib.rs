@@ -67,7 +67,7 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                if x % 5 == 0 {
+                if x & 7 == 0 {
                     (x >> 8) as u8
                 } else {
                     alphabet[(x >> 16) as usize % alphabet.len()]

@@ -93,7 +93,10 @@ pub fn identify(stream: &UnixStream, config: &DiagConfig, shim_uid: u32, app: i3
             let in_tree = husk_inspect::process::descends_from(p, app);
             // Re-read through the pidfd: if the peer died (and its pid could have been reused
             // during the walk) the answer is about another process, so refuse.
-            let still = pidfd.as_ref().map_or(true, |fd| pidfd_pid(fd) == Some(p));
+            let still = match &pidfd {
+                Some(fd) => pidfd_pid(fd) == Some(p),
+                None => true,
+            };
             if in_tree || !still {
                 refused = Some("the peer belongs to the app's process tree (--diag-allow-app)".into());
             }
