@@ -27,11 +27,7 @@ use std::time::Duration;
 pub extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     let args: Vec<String> = (1..argc.max(0) as usize)
         // SAFETY: the C runtime passes argc valid, NUL-terminated strings.
-        .map(|i| {
-            unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) }
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|i| unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) }.to_string_lossy().into_owned())
         .collect();
     run(args);
     0
