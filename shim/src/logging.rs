@@ -4,6 +4,7 @@
 //! prints, so a person sees one style whatever the level. JSON is one object per line.
 
 use std::fmt;
+use std::io::Write as _;
 
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -27,10 +28,26 @@ where
     }
 }
 
+/// stderr that never reports a failure. tracing-subscriber answers a failed write by printing
+/// a complaint with `eprintln!`, which panics when stderr itself is the problem (a closed pipe),
+/// and a panic would kill PID 1. A log line that cannot be written is lost, nothing more.
+struct Stderr;
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber. Called once, before anything is logged.
 pub fn init(log: Log) {
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| Stderr)
         .with_max_level(log.level)
         .with_ansi(false);
     let result = match log.format {
@@ -38,6 +55,9 @@ pub fn init(log: Log) {
         LogFormat::Json => builder.json().with_current_span(false).with_span_list(false).try_init(),
     };
     if let Err(e) = result {
-        eprintln!("shim: warn: logging: cannot install the subscriber: {e}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "shim: warn: logging: cannot install the subscriber: {e}"
+        );
     }
 }

@@ -10,6 +10,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod config;
+mod diag;
 mod exit;
 mod logging;
 mod options;
@@ -67,6 +68,10 @@ fn run(args: Vec<OsString>) -> u8 {
     let remap = config.init.remap_exit.clone();
     let final_status = move |status: u8| config::remap_exit(&remap, status);
 
+    let diag_config = match diag::DiagConfig::from_config(&config) {
+        Ok(d) => d,
+        Err(message) => return final_status(fatal(&message)),
+    };
     let check = config.check;
     let termination_log = exit::termination_log_path(config.init.termination_log.as_deref());
     let mut plan = match Plan::prepare(config, original_mask) {
@@ -100,6 +105,16 @@ fn run(args: Vec<OsString>) -> u8 {
         }
     };
 
+    // What the diagnostics socket reports about the app, taken before the plan is consumed.
+    let mut policy_description = serde_json::Map::new();
+    plan.policy.describe(&mut policy_description);
+    let argv: Vec<String> = plan
+        .config
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+
     let spawned = spawn::spawn(&mut plan);
     // Phase rule: from here on the app may be running. PID 1 must not bail out; it logs and
     // carries on, and it returns the app's status.
@@ -118,6 +133,18 @@ fn run(args: Vec<OsString>) -> u8 {
     };
     sup.set_child(child);
     after_spawn_hygiene(&sup);
+    // After the clean-up of inherited descriptors, which would close the server's. A socket
+    // that cannot be created is a warning: the app runs without diagnostics.
+    if let Some(diag_config) = diag_config {
+        let app = diag::AppInfo {
+            argv,
+            policy: serde_json::Value::Object(policy_description),
+            mode: init_mode(),
+        };
+        if let Some(server) = diag::Server::start(diag_config, app) {
+            sup.attach_diag(server);
+        }
+    }
 
     let app_exit = sup.run_until_app_exits();
     record_exit(termination_log.as_deref(), &app_exit);
@@ -163,6 +190,17 @@ fn become_init(config: &Config, parent_at_start: nix::unistd::Pid) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// How the shim relates to the processes around it, for the diagnostics socket.
+fn init_mode() -> &'static str {
+    if std::process::id() == 1 {
+        "pid1"
+    } else if nix::sys::prctl::get_child_subreaper().unwrap_or(false) {
+        "subreaper"
+    } else {
+        "plain"
+    }
 }
 
 /// What PID 1 lets go of once the child runs: inherited descriptors (the child has them),

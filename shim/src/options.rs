@@ -411,7 +411,10 @@ pub fn from_env<'a>(vars: impl IntoIterator<Item = (&'a OsStr, &'a OsStr)>) -> R
 /// Kubernetes injects `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT...` for every service in the
 /// namespace; a service named `shim` must not stop every pod beside it from starting.
 fn is_kubernetes_service_link(key: &str) -> bool {
-    key.starts_with("SHIM_SERVICE_HOST") || key.starts_with("SHIM_SERVICE_PORT") || key == "SHIM_PORT" || key.starts_with("SHIM_PORT_")
+    key.starts_with("SHIM_SERVICE_HOST")
+        || key.starts_with("SHIM_SERVICE_PORT")
+        || key == "SHIM_PORT"
+        || key.starts_with("SHIM_PORT_")
 }
 
 /// The largest config file the shim reads; anything bigger is a mistake, not a config.

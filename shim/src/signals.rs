@@ -54,6 +54,7 @@ impl Sig {
     pub const TERM: Sig = Sig(libc::SIGTERM);
     pub const KILL: Sig = Sig(libc::SIGKILL);
     pub const CHLD: Sig = Sig(libc::SIGCHLD);
+    pub const PIPE: Sig = Sig(libc::SIGPIPE);
 
     pub fn new(number: i32) -> Option<Sig> {
         (1..=MAX).contains(&number).then_some(Sig(number))

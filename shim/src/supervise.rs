@@ -26,12 +26,13 @@ use crate::sys;
 const SIGNALFD_TOKEN: u64 = 0;
 /// Tokens at and above this are pidfds of processes being waited for during shutdown.
 const PIDFD_TOKEN_BASE: u64 = 1 << 32;
+/// How many diagnostics events one wake-up handles before the loop looks at signals again.
+const DIAG_EVENTS_PER_WAKE: usize = 4;
 
 /// What the shim counts, for logs and the diagnostics socket.
 #[derive(Debug)]
 pub struct Stats {
     /// When the shim started (for uptime).
-    #[allow(dead_code)] // read by the diagnostics socket
     pub started: Instant,
     pub started_at: SystemTime,
     pub reaped: u64,
@@ -62,6 +63,8 @@ pub struct Supervisor {
     watched: BTreeMap<i32, OwnedFd>,
     pub stats: Stats,
     pub app_exit: Option<AppExit>,
+    /// The diagnostics server, whose descriptors use tokens in [diag::TOKEN_FIRST, diag::TOKEN_END).
+    diag: Option<crate::diag::Server>,
 }
 
 impl Supervisor {
@@ -84,6 +87,7 @@ impl Supervisor {
                 forwarded: BTreeMap::new(),
             },
             app_exit: None,
+            diag: None,
         })
     }
 
@@ -92,6 +96,18 @@ impl Supervisor {
     pub fn set_child(&mut self, child: Pid) {
         self.child = child;
         self.stats.started_at = SystemTime::now();
+    }
+
+    /// Serves diagnostics from this loop from now on. Must come after the post-spawn clean-up
+    /// of inherited descriptors (which would close the server's).
+    pub fn attach_diag(&mut self, server: crate::diag::Server) {
+        match server.register(&self.epoll) {
+            Ok(()) => self.diag = Some(server),
+            Err(e) => tracing::warn!(
+                "diagnostics: epoll: {}; running without the diagnostics socket",
+                crate::describe_io(&e)
+            ),
+        }
     }
 
     /// The descriptors the loop owns, which the post-spawn clean-up must leave open.
@@ -121,9 +137,17 @@ impl Supervisor {
     }
 
     /// Sleeps until something happens (or `deadline`), reaps, and reports what happened.
+    /// Diagnostics events are handled here too, after signals and reaping, and produce no
+    /// wake; an open diagnostics connection's deadline shortens the sleep (with none open,
+    /// an idle shim still makes no system calls).
     pub fn wait(&mut self, deadline: Option<Instant>) -> Vec<Wake> {
         let mut events = [EpollEvent::empty(); 16];
-        let timeout = match deadline {
+        let diag_deadline = self.diag.as_ref().and_then(|d| d.next_deadline());
+        let sleep_until = match (deadline, diag_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = match sleep_until {
             None => EpollTimeout::NONE,
             Some(at) => {
                 let left = at.saturating_duration_since(Instant::now());
@@ -148,6 +172,7 @@ impl Supervisor {
         if ready == 0 && deadline.is_some_and(|at| Instant::now() >= at) {
             wakes.push(Wake::Timeout);
         }
+        // Signals and exits first: no client can make them wait for its request.
         for event in &events[..ready] {
             match event.data() {
                 SIGNALFD_TOKEN => self.drain_signals(&mut wakes),
@@ -159,6 +184,26 @@ impl Supervisor {
                     wakes.push(Wake::ProcessExited);
                 }
                 _ => {}
+            }
+        }
+        if let Some(server) = self.diag.as_mut() {
+            let view = crate::diag::View {
+                child: self.child.as_raw(),
+                stats: &self.stats,
+                app_exit: self.app_exit.as_ref(),
+            };
+            // A few client events per wake-up: the rest stay ready (epoll is level-triggered)
+            // and come back after the next look at the signalfd, so a crowd of clients costs
+            // signal forwarding at most a few requests' worth of delay.
+            let diag_events = events[..ready]
+                .iter()
+                .filter(|e| (crate::diag::TOKEN_FIRST..crate::diag::TOKEN_END).contains(&e.data()))
+                .take(DIAG_EVENTS_PER_WAKE);
+            for event in diag_events {
+                server.handle(event.data(), event.events(), &self.epoll, &view);
+            }
+            if diag_deadline.is_some_and(|at| Instant::now() >= at) {
+                server.expire(&self.epoll);
             }
         }
         wakes
@@ -176,6 +221,10 @@ impl Supervisor {
                         if !wakes.contains(&Wake::Reaped) {
                             wakes.push(Wake::Reaped);
                         }
+                    } else if sig == Sig::PIPE && info.ssi_pid == std::process::id() {
+                        // The shim's own write to a closed pipe (its stderr, a client that
+                        // hung up): the kernel's answer to the shim, not a request for the app.
+                        // Not logged: with stderr closed, logging it would raise it again.
                     } else {
                         wakes.push(Wake::Signal {
                             sig,

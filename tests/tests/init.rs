@@ -835,3 +835,43 @@ fn hold_on_failure_keeps_pid1_up_until_term_or_the_hold_ends() {
     assert_eq!(ok.code, Some(0));
     assert!(!ok.stderr.contains("holding"));
 }
+
+#[test]
+fn a_sigpipe_from_the_shims_own_log_write_is_not_forwarded() {
+    // The shim's stderr is a pipe whose reader is gone: its next log line raises SIGPIPE in the
+    // shim itself, which must not reach the app as if someone had sent it.
+    let mut cmd = Command::new(shim());
+    cmd.args([
+        "--subreaper",
+        "off",
+        "--log-level",
+        "debug",
+        &helper_path(),
+        "signals",
+        "12",
+    ]);
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let pid = child.id() as i32;
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    use std::io::BufRead;
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    for _ in 0..3 {
+        send(pid, libc::SIGUSR1);
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, format!("got {}\n", libc::SIGUSR1), "the app got something else");
+    }
+    send(pid, libc::SIGUSR2);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert_eq!(rest, format!("got {}\n", libc::SIGUSR2));
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
