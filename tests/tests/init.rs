@@ -573,18 +573,20 @@ fn subreaper_off_is_respected() {
             "ignore",
         ]);
         let shim = Running::spawn(cmd, false);
-        let pid = wait_for(Duration::from_secs(20), || {
-            let text = shim.stdout();
-            text.lines()
-                .find_map(|l| l.strip_prefix("pid "))
-                .and_then(|p| p.parse::<i32>().ok())
-        })
-        .expect("leftover pid");
-        // Wait until the helper (its parent) has exited and the leftover was reparented.
+        let number = |prefix: &str| {
+            wait_for(Duration::from_secs(20), || {
+                shim.stdout()
+                    .lines()
+                    .find_map(|l| l.strip_prefix(prefix))
+                    .and_then(|p| p.parse::<i32>().ok())
+            })
+            .unwrap_or_else(|| panic!("the helper did not print {prefix:?}"))
+        };
+        let (pid, helper) = (number("pid "), number("parent "));
+        // Wait until the helper (its first parent) has exited and the leftover was reparented.
         let parent = wait_for(Duration::from_secs(20), || {
             let (_, ppid) = stat(pid)?;
-            let helper_gone = children_of(shim.pid).iter().all(|&c| c == pid);
-            (helper_gone && ppid != 0).then_some(ppid)
+            (ppid != helper && ppid != 0).then_some(ppid)
         });
         let is_shim = parent == Some(shim.pid);
         send(pid, libc::SIGKILL);
@@ -752,7 +754,7 @@ fn inherited_descriptors_and_listen_pid_go_to_the_app_and_the_shim_lets_go() {
     // fd 3 is inherited by the shim, as a socket-activation manager would pass a socket;
     // LISTEN_PID names the shim (exec keeps sh's pid).
     let script = format!(
-        "cd {} && exec 3</etc/hostname && LISTEN_PID=$$ exec {} --subreaper off {} describe sleep",
+        "cd {} && exec 3</etc/hostname && LISTEN_PID=$$ exec {} --subreaper off --diag-socket off {} describe sleep",
         dir.display(),
         shim().display(),
         helper_path()
@@ -778,8 +780,12 @@ fn inherited_descriptors_and_listen_pid_go_to_the_app_and_the_shim_lets_go() {
         "the app starts where the shim started"
     );
 
-    // The shim itself keeps none of it: not fd 3, not the app's stdout, not its directory.
+    // The shim itself keeps none of it: not fd 3, not the app's stdout, not its directory. It
+    // lets go right after the spawn, which may be a moment after the app printed its report.
     let fd_target = |fd: &str| std::fs::read_link(format!("/proc/{}/fd/{fd}", shim_run.pid)).ok();
+    let cwd = || std::fs::read_link(format!("/proc/{}/cwd", shim_run.pid)).ok();
+    wait_for(Duration::from_secs(20), || (cwd() == Some("/".into())).then_some(()))
+        .expect("the shim did not move to / after the spawn");
     assert!(
         fd_target("3").is_none_or(|t| !t.ends_with("hostname")),
         "the shim still holds fd 3: {:?}",

@@ -13,7 +13,8 @@
 //!   storm N CODE              N orphans and this process all exit at the same instant; exit CODE
 //!   leftover MS MARKER [setsid|ignore]
 //!                             start a grandchild that, on SIGTERM, spends MS ms cleaning up and then
-//!                             creates MARKER (or ignores SIGTERM entirely); print its pid; exit 0
+//!                             creates MARKER (or ignores SIGTERM entirely); print "pid N" and
+//!                             "parent N" (this process); exit 0
 //!   describe [sleep]          print "pid N", "cwd PATH", "listen_pid VALUE", "fds 0,1,2",
 //!                             "pgid N" and "foreground yes|no|no-tty"; then exit, or wait for a signal
 //!   sleep                     wait for a signal, doing nothing
@@ -277,6 +278,8 @@ fn leftover(cleanup_ms: u64, marker: &str, mode: Option<&str>) {
             }
             let set = block(&[libc::SIGTERM]);
             say(&format!("pid {}", std::process::id()));
+            // SAFETY: getppid has no preconditions.
+            say(&format!("parent {}", unsafe { libc::getppid() }));
             drop(write_end);
             if mode == Some("ignore") {
                 loop {
