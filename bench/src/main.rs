@@ -88,9 +88,11 @@ fn main() {
     let true_static = measure::build_true_static(&settings.work_dir);
 
     // Like for like with the peers, which confine nothing: husk with its policy switched off.
+    // The diagnostics socket stays on (it is on by default), at a path of the benchmark's own.
+    let socket = settings.work_dir.join("husk.sock").display().to_string();
     let husk = Init {
         name: "husk",
-        prefix: [shim.display().to_string()]
+        prefix: [shim.display().to_string(), "--diag-socket".into(), socket.clone()]
             .into_iter()
             .chain(["--cap-keep", "all", "--allow-new-privs", "--seccomp", "off", "--"].map(String::from))
             .collect(),
@@ -100,7 +102,7 @@ fn main() {
     // the default seccomp filter) plus a Landlock ruleset.
     let husk_policy = Init {
         name: "husk+policy",
-        prefix: [shim.display().to_string()]
+        prefix: [shim.display().to_string(), "--diag-socket".into(), socket]
             .into_iter()
             .chain(["--fs-ro", "/", "--fs-rw", "/tmp", "--"].map(String::from))
             .collect(),
