@@ -104,7 +104,7 @@ fn main() {
         name: "husk+policy",
         prefix: [shim.display().to_string(), "--diag-socket".into(), socket]
             .into_iter()
-            .chain(["--fs-ro", "/", "--fs-rw", "/tmp", "--"].map(String::from))
+            .chain(["--log-level", "error", "--fs-ro", "/", "--fs-rw", "/tmp", "--"].map(String::from))
             .collect(),
         binary: None,
     };
