@@ -21,6 +21,12 @@
 //!   orphans-exit N            leave N double-forked orphans, print "created N", exit 0
 //!   latency                   print "ready", then for every SIGUSR1 the CLOCK_MONOTONIC time it
 //!                             arrived in nanoseconds, one per line; exit 0 on SIGTERM
+//!   serve PORT CODE [MS MARKER]
+//!                             a small server app: answer every connection to 0.0.0.0:PORT with
+//!                             `HTTP/1.0 200 OK`; with MS and MARKER, first start a leftover grandchild
+//!                             as `leftover` does; print "ready"; on SIGUSR1 close the listener (the
+//!                             health check target goes away) and print "closed"; on SIGTERM print
+//!                             "term" and exit CODE
 
 #![no_main]
 
@@ -85,6 +91,11 @@ fn run(args: Vec<String>) {
             say(&format!("created {n}"));
         }
         "latency" => latency(),
+        "serve" => serve(
+            arg(1).parse().unwrap_or_else(|_| usage()),
+            arg(2).parse().unwrap_or_else(|_| usage()),
+            args.get(3).map(|ms| (ms.parse().unwrap_or_else(|_| usage()), arg(4))),
+        ),
         "describe" => {
             describe();
             if args.get(1).is_some_and(|a| a == "sleep") {
@@ -260,6 +271,46 @@ fn storm(n: usize, code: i32) {
     say("ready");
     drop(write_end);
     std::process::exit(code);
+}
+
+/// Accepts connections on a thread of its own and answers each with a fixed HTTP 200; the main
+/// thread waits for signals (blocked before the thread starts, so only it receives them).
+fn serve(port: u16, code: i32, leftover_of: Option<(u64, &str)>) {
+    use std::os::fd::AsRawFd;
+    if let Some((cleanup_ms, marker)) = leftover_of {
+        leftover(cleanup_ms, marker, None);
+    }
+    let set = block(&[libc::SIGUSR1, libc::SIGTERM]);
+    let listener = std::net::TcpListener::bind(("0.0.0.0", port)).unwrap_or_else(|e| {
+        eprintln!("husk-helper: bind 0.0.0.0:{port}: {e}");
+        std::process::exit(3)
+    });
+    let fd = listener.as_raw_fd();
+    std::thread::spawn(move || {
+        // Ends when the listener is shut down: accept then fails.
+        while let Ok((mut conn, _)) = listener.accept() {
+            // Read the request first: closing with unread data would reset the connection
+            // before the client reads the answer.
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = std::io::Read::read(&mut conn, &mut [0u8; 1024]);
+            let _ = conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+        }
+    });
+    say("ready");
+    loop {
+        match next_signal(&set) {
+            libc::SIGUSR1 => {
+                // SAFETY: shuts down the listening socket the accept thread owns; its accept
+                // returns an error and the thread drops (closes) it.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                say("closed");
+            }
+            _ => {
+                say("term");
+                std::process::exit(code);
+            }
+        }
+    }
 }
 
 fn leftover(cleanup_ms: u64, marker: &str, mode: Option<&str>) {
