@@ -118,10 +118,13 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
+/// Prints one line. When nobody reads stdout any more (the test is gone), exit: with SIGPIPE
+/// blocked, reporting the SIGPIPE each failed write raises would loop forever.
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        std::process::exit(3);
+    }
 }
 
 fn kill_self(sig: i32) -> ! {
