@@ -86,7 +86,12 @@ impl Image {
         }
         std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
         let image = Image { tag: unique(test) };
-        let mut args = vec!["build", "--quiet", "--tag", &image.tag];
+        // Tests build in parallel and remove their images when done. With the build cache, one
+        // build can pick up an intermediate image that another test is deleting ("failed to get
+        // digest"), so builds use no cache and run one at a time.
+        static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = BUILDS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut args = vec!["build", "--quiet", "--no-cache", "--tag", &image.tag];
         for arg in build_args {
             args.extend(["--build-arg", arg]);
         }
