@@ -1,4 +1,5 @@
 //! The little the init half needs from /proc: which processes exist and who their parents are.
+//! Parsing is shared with the diagnostics layer (`husk_inspect`).
 
 use std::collections::HashMap;
 
@@ -10,15 +11,14 @@ pub struct Proc {
     pub state: char,
 }
 
-/// Parses `/proc/PID/stat`. The command name sits in parentheses and may itself contain
-/// spaces and parentheses, so the fields after it are found from the last `)`.
+/// Parses `/proc/PID/stat` with the diagnostics layer's parser, keeping the three fields
+/// shutdown needs.
 pub fn parse_stat(text: &str) -> Option<Proc> {
-    let (head, tail) = text.rsplit_once(')')?;
-    let pid = head.split_once('(')?.0.trim().parse().ok()?;
-    let mut fields = tail.split_ascii_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some(Proc { pid, ppid, state })
+    husk_inspect::process::parse_stat(text).map(|s| Proc {
+        pid: s.pid,
+        ppid: s.ppid,
+        state: s.state,
+    })
 }
 
 /// Every process /proc lists; empty when /proc cannot be read.
