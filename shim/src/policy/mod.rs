@@ -19,11 +19,11 @@
 //! 9. Landlock restrict_self (needs no_new_privs, or CAP_SYS_ADMIN);
 //! 10. seccomp, last, so the filter does not have to allow the calls above; then exec.
 
-mod caps;
-mod landlock;
-mod rlimit;
-mod seccomp;
-mod user;
+pub mod caps;
+pub mod landlock;
+pub mod rlimit;
+pub mod seccomp;
+pub mod user;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
