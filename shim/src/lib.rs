@@ -5,6 +5,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
+mod confine_self;
 mod diag;
 mod exit;
 mod logging;
@@ -116,15 +117,19 @@ pub fn run(args: Vec<OsString>) -> u8 {
     after_spawn_hygiene(&sup);
     // After the clean-up of inherited descriptors, which would close the server's. A socket
     // that cannot be created is a warning: the app runs without diagnostics.
-    if let Some(diag_config) = diag_config {
+    let server = diag_config.and_then(|diag_config| {
         let app = diag::AppInfo {
             argv,
             policy: serde_json::Value::Object(policy_description),
             mode: init_mode(),
         };
-        if let Some(server) = diag::Server::start(diag_config, app) {
-            sup.attach_diag(server);
-        }
+        diag::Server::start(diag_config, app)
+    });
+    // Last, once the socket exists: binding it is one of the things the shim gives up.
+    let confinement = confine_self::confine();
+    if let Some(mut server) = server {
+        server.set_shim_policy(confinement.describe());
+        sup.attach_diag(server);
     }
 
     let app_exit = sup.run_until_app_exits();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use husk_tests::{bin, pid1_command, require_root, run, shim, Outcome};
+use husk_tests::{bin, children_of, pid1_command, require_root, run, shim, status, wait_for, Outcome, Pid1};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -168,6 +168,53 @@ fn default_policy_drops_every_capability_and_sets_nnp_and_seccomp() {
     }
     assert_eq!(get(&r, "NoNewPrivs"), "1");
     assert_eq!(get(&r, "Seccomp"), "2");
+}
+
+/// After the spawn the shim confines itself: it keeps CAP_KILL, CAP_DAC_READ_SEARCH and
+/// CAP_SYS_PTRACE (signalling and /proc reads), sets no_new_privs and installs its own seccomp
+/// allowlist, with or without the diagnostics socket; the app, spawned before, inherits none of it.
+#[test]
+fn the_shim_confines_itself_after_the_spawn_and_the_app_inherits_none_of_it() {
+    if !require_root("the_shim_confines_itself_after_the_spawn_and_the_app_inherits_none_of_it") {
+        return;
+    }
+    let unconfined_app = ["--seccomp", "off", "--cap-keep", "all", "--allow-new-privs"];
+    for diag in ["off", "@husk-test-self-confinement"] {
+        let helper = bin("husk-helper").display().to_string();
+        let mut args = vec!["--diag-socket", diag];
+        args.extend(unconfined_app);
+        args.extend([helper.as_str(), "sleep"]);
+        let shim = Pid1::start(&args);
+        let app = wait_for(Duration::from_secs(10), || children_of(shim.pid).first().copied()).expect("the app runs");
+        // The shim confines itself just after the spawn: wait for that, not for a time.
+        let own = wait_for(Duration::from_secs(10), || {
+            let s = status(shim.pid);
+            (s.get("Seccomp").map(String::as_str) == Some("2")).then_some(s)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "diag {diag}: the shim never installed its allowlist: {:?}",
+                status(shim.pid)
+            )
+        });
+        // CAP_DAC_READ_SEARCH (2), CAP_KILL (5), CAP_SYS_PTRACE (19).
+        for set in ["CapPrm", "CapEff", "CapBnd"] {
+            assert_eq!(own[set], "0000000000080024", "diag {diag}: the shim's {set}");
+        }
+        assert_eq!(own["CapInh"], "0000000000000000");
+        assert_eq!(own["CapAmb"], "0000000000000000");
+        assert_eq!(own["NoNewPrivs"], "1");
+        assert_eq!(own["Seccomp_filters"], "1");
+        let app_status = status(app);
+        assert_eq!(app_status["Seccomp"], "0", "diag {diag}: the app inherited a filter");
+        assert_eq!(app_status["NoNewPrivs"], "0");
+        assert_eq!(app_status["CapBnd"], status(std::process::id() as i32)["CapBnd"]);
+        // Confined, the shim still forwards and reaps: TERM reaches the app, which dies of it.
+        husk_tests::send(shim.pid, libc::SIGTERM);
+        let out = shim.finish(Duration::from_secs(10));
+        assert_eq!(out.code, Some(143), "diag {diag}: {}", out.stderr);
+        assert!(!out.stderr.contains("self-confinement"), "diag {diag}: {}", out.stderr);
+    }
 }
 
 #[test]

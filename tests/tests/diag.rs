@@ -314,8 +314,18 @@ fn probe_answers_every_question_about_the_app() {
     assert_eq!(sec["policy"]["seccomp"], "default");
     assert_eq!(sec["policy"]["cap-keep"], serde_json::json!([]));
     assert_eq!(sec["policy"]["no-new-privs"], true);
+    // The shim's own confinement after the spawn: three capabilities, no_new_privs, its allowlist.
     let shim_sec = probe_json(&socket, &["security", "1"]);
-    assert!(shim_sec["policy"].is_null());
+    assert_eq!(
+        shim_sec["cap_effective"]["names"],
+        serde_json::json!(["CAP_DAC_READ_SEARCH", "CAP_KILL", "CAP_SYS_PTRACE"]),
+        "{shim_sec}"
+    );
+    assert_eq!(shim_sec["cap_bounding"]["names"], shim_sec["cap_effective"]["names"]);
+    assert_eq!(shim_sec["no_new_privs"], true);
+    assert_eq!(shim_sec["seccomp"], "filter");
+    assert_eq!(shim_sec["policy"]["self"], true);
+    assert_eq!(shim_sec["policy"]["seccomp"], "allowlist");
     assert!(probe(&socket, &["security"]).stdout_text().contains("CapEff"));
 
     // cgroup, net, mounts, limits, info, fds answer.

@@ -17,6 +17,7 @@ use super::{Address, AppInfo, DiagConfig, View};
 pub struct Ctx<'a> {
     pub config: &'a DiagConfig,
     pub app: &'a AppInfo,
+    pub shim_policy: &'a Value,
     pub view: &'a View<'a>,
     pub address: &'a Address,
 }
@@ -241,6 +242,8 @@ fn diag(name: &str, call: &Call, ctx: &Ctx, peer: &Peer, health: &mut Health) ->
                 Ok(mut s) => {
                     if Some(pid) == ctx.app_pid() {
                         s.policy = Some(ctx.app.policy.clone());
+                    } else if pid == std::process::id() as i32 {
+                        s.policy = Some(ctx.shim_policy.clone());
                     }
                     ok(&s)
                 }

@@ -142,6 +142,8 @@ pub struct Server {
     paused_until: Option<Instant>,
     config: DiagConfig,
     app: AppInfo,
+    /// How the shim confined itself, known only once the server has started.
+    shim_policy: Value,
     health: health::Health,
     shim_uid: u32,
 }
@@ -176,9 +178,15 @@ impl Server {
             paused_until: None,
             config,
             app,
+            shim_policy: Value::Null,
             health,
             shim_uid,
         })
+    }
+
+    /// What `Security` reports as the shim's own policy.
+    pub fn set_shim_policy(&mut self, policy: Value) {
+        self.shim_policy = policy;
     }
 
     /// Registers the listener and the health pipe.
@@ -342,6 +350,7 @@ impl Server {
         let ctx = methods::Ctx {
             config: &self.config,
             app: &self.app,
+            shim_policy: &self.shim_policy,
             view,
             address: &self.config.address,
         };
