@@ -15,9 +15,11 @@ use std::collections::BTreeMap;
 
 use caps::{CapSet, Capability, CapsHashSet};
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
 };
 use serde_json::{json, Value};
+
+use crate::policy::seccomp::ARCH;
 
 /// What the shim still needs capabilities for after the spawn:
 /// - `CAP_KILL`: forwarding signals to, and shutting down, processes of any uid;
@@ -30,11 +32,6 @@ const KEPT: [Capability; 3] = [
     Capability::CAP_DAC_READ_SEARCH,
     Capability::CAP_SYS_PTRACE,
 ];
-
-#[cfg(target_arch = "x86_64")]
-const ARCH: TargetArch = TargetArch::x86_64;
-#[cfg(target_arch = "aarch64")]
-const ARCH: TargetArch = TargetArch::aarch64;
 
 /// Every call the shim makes after the spawn, found by running the whole test suite with a
 /// logging filter and reading the kernel's audit records, then checked against the code paths:

@@ -19,94 +19,117 @@ const MAX_PROFILE_BYTES: u64 = 1 << 20;
 /// The kernel refuses longer programs (BPF_MAXINSNS).
 const MAX_INSTRUCTIONS: usize = 4096;
 
-const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+/// The architecture the filters are built for: the one the shim runs on.
+#[cfg(target_arch = "x86_64")]
+pub const ARCH: TargetArch = TargetArch::x86_64;
+#[cfg(target_arch = "aarch64")]
+pub const ARCH: TargetArch = TargetArch::aarch64;
+/// `AUDIT_ARCH_*` of [`ARCH`], as `seccomp_data.arch` carries it.
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-const SYS_CLONE: i64 = 56;
-const SYS_CLONE3: u32 = 435;
-const SYS_SOCKET: i64 = 41;
-const SYS_PERSONALITY: i64 = 135;
 
 const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
 const SECCOMP_RET_LOG: u32 = 0x7ffc_0000;
 
-/// What Docker's default profile denies to a container with no added capabilities (x86_64
-/// names and numbers), plus ptrace, process_vm_readv and process_vm_writev. Calls that Docker's
-/// list only lacks because they are newer than it, and that are harmless (fchmodat2, futex_wait,
+/// Calls the libc crate has no number for on every target. From 424 on, numbers are the same on
+/// every architecture.
+const SYS_STATMOUNT: libc::c_long = 457;
+const SYS_LISTMOUNT: libc::c_long = 458;
+const SYS_LSM_SET_SELF_ATTR: libc::c_long = 460;
+#[cfg(target_arch = "x86_64")]
+const SYS_KEXEC_FILE_LOAD: libc::c_long = libc::SYS_kexec_file_load;
+#[cfg(target_arch = "aarch64")]
+const SYS_KEXEC_FILE_LOAD: libc::c_long = 294;
+
+/// What Docker's default profile denies to a container with no added capabilities (the calls
+/// that exist on every architecture husk builds for; [`DEFAULT_DENIED_X86_64`] has the rest),
+/// plus ptrace, process_vm_readv and process_vm_writev. Calls that Docker's list only lacks because they are newer than it, and that are harmless (fchmodat2, futex_wait,
 /// futex_wake, futex_requeue, map_shadow_stack, cachestat, mseal, uretprobe,
 /// lsm_get_self_attr, lsm_list_modules) stay allowed: C libraries fall back only on ENOSYS, so
 /// denying them with EPERM would break ordinary programs. docs/confinement.md lists the same.
-pub const DEFAULT_DENIED: &[(&str, i64)] = &[
-    ("_sysctl", 156),
-    ("acct", 163),
-    ("add_key", 248),
-    ("afs_syscall", 183),
-    ("bpf", 321),
-    ("clock_settime", 227),
-    ("create_module", 174),
-    ("delete_module", 176),
-    ("fanotify_init", 300),
-    ("finit_module", 313),
-    ("fsconfig", 431),
-    ("fsmount", 432),
-    ("fsopen", 430),
-    ("fspick", 433),
-    ("get_kernel_syms", 177),
-    ("get_mempolicy", 239),
-    ("getpmsg", 181),
-    ("init_module", 175),
-    ("ioperm", 173),
-    ("iopl", 172),
-    ("kcmp", 312),
-    ("kexec_file_load", 320),
-    ("kexec_load", 246),
-    ("keyctl", 250),
-    ("listmount", 458),
-    ("lookup_dcookie", 212),
-    ("lsm_set_self_attr", 460),
-    ("mbind", 237),
-    ("migrate_pages", 256),
-    ("mount", 165),
-    ("mount_setattr", 442),
-    ("move_mount", 429),
-    ("move_pages", 279),
-    ("nfsservctl", 180),
-    ("open_by_handle_at", 304),
-    ("open_tree", 428),
-    ("perf_event_open", 298),
-    ("pidfd_getfd", 438),
-    ("pivot_root", 155),
-    ("process_madvise", 440),
-    ("process_vm_readv", 310),
-    ("process_vm_writev", 311),
-    ("ptrace", 101),
-    ("putpmsg", 182),
-    ("query_module", 178),
-    ("quotactl", 179),
-    ("quotactl_fd", 443),
-    ("reboot", 169),
-    ("request_key", 249),
-    ("security", 185),
-    ("set_mempolicy", 238),
-    ("set_mempolicy_home_node", 450),
-    ("setdomainname", 171),
-    ("sethostname", 170),
-    ("setns", 308),
-    ("settimeofday", 164),
-    ("statmount", 457),
-    ("swapoff", 168),
-    ("swapon", 167),
-    ("sysfs", 139),
-    ("syslog", 103),
-    ("tuxcall", 184),
-    ("umount2", 166),
-    ("unshare", 272),
-    ("uselib", 134),
-    ("userfaultfd", 323),
-    ("ustat", 136),
-    ("vhangup", 153),
-    ("vserver", 236),
+pub const DEFAULT_DENIED: &[(&str, libc::c_long)] = &[
+    ("acct", libc::SYS_acct),
+    ("add_key", libc::SYS_add_key),
+    ("bpf", libc::SYS_bpf),
+    ("clock_settime", libc::SYS_clock_settime),
+    ("delete_module", libc::SYS_delete_module),
+    ("fanotify_init", libc::SYS_fanotify_init),
+    ("finit_module", libc::SYS_finit_module),
+    ("fsconfig", libc::SYS_fsconfig),
+    ("fsmount", libc::SYS_fsmount),
+    ("fsopen", libc::SYS_fsopen),
+    ("fspick", libc::SYS_fspick),
+    ("get_mempolicy", libc::SYS_get_mempolicy),
+    ("init_module", libc::SYS_init_module),
+    ("kcmp", libc::SYS_kcmp),
+    ("kexec_file_load", SYS_KEXEC_FILE_LOAD),
+    ("kexec_load", libc::SYS_kexec_load),
+    ("keyctl", libc::SYS_keyctl),
+    ("listmount", SYS_LISTMOUNT),
+    ("lookup_dcookie", libc::SYS_lookup_dcookie),
+    ("lsm_set_self_attr", SYS_LSM_SET_SELF_ATTR),
+    ("mbind", libc::SYS_mbind),
+    ("migrate_pages", libc::SYS_migrate_pages),
+    ("mount", libc::SYS_mount),
+    ("mount_setattr", libc::SYS_mount_setattr),
+    ("move_mount", libc::SYS_move_mount),
+    ("move_pages", libc::SYS_move_pages),
+    ("open_by_handle_at", libc::SYS_open_by_handle_at),
+    ("open_tree", libc::SYS_open_tree),
+    ("perf_event_open", libc::SYS_perf_event_open),
+    ("pidfd_getfd", libc::SYS_pidfd_getfd),
+    ("pivot_root", libc::SYS_pivot_root),
+    ("process_madvise", libc::SYS_process_madvise),
+    ("process_vm_readv", libc::SYS_process_vm_readv),
+    ("process_vm_writev", libc::SYS_process_vm_writev),
+    ("ptrace", libc::SYS_ptrace),
+    ("quotactl", libc::SYS_quotactl),
+    ("quotactl_fd", libc::SYS_quotactl_fd),
+    ("reboot", libc::SYS_reboot),
+    ("request_key", libc::SYS_request_key),
+    ("set_mempolicy", libc::SYS_set_mempolicy),
+    ("set_mempolicy_home_node", libc::SYS_set_mempolicy_home_node),
+    ("setdomainname", libc::SYS_setdomainname),
+    ("sethostname", libc::SYS_sethostname),
+    ("setns", libc::SYS_setns),
+    ("settimeofday", libc::SYS_settimeofday),
+    ("statmount", SYS_STATMOUNT),
+    ("swapoff", libc::SYS_swapoff),
+    ("swapon", libc::SYS_swapon),
+    ("syslog", libc::SYS_syslog),
+    ("umount2", libc::SYS_umount2),
+    ("unshare", libc::SYS_unshare),
+    ("userfaultfd", libc::SYS_userfaultfd),
+    ("vhangup", libc::SYS_vhangup),
 ];
+
+/// Docker's denied calls that only x86_64 has (numbers where the libc crate has none: calls
+/// removed from Linux long ago).
+#[cfg(target_arch = "x86_64")]
+pub const DEFAULT_DENIED_X86_64: &[(&str, libc::c_long)] = &[
+    ("_sysctl", libc::SYS__sysctl),
+    ("afs_syscall", libc::SYS_afs_syscall),
+    ("create_module", 174),
+    ("get_kernel_syms", 177),
+    ("getpmsg", libc::SYS_getpmsg),
+    ("ioperm", libc::SYS_ioperm),
+    ("iopl", libc::SYS_iopl),
+    ("nfsservctl", libc::SYS_nfsservctl),
+    ("putpmsg", libc::SYS_putpmsg),
+    ("query_module", 178),
+    ("security", libc::SYS_security),
+    ("sysfs", libc::SYS_sysfs),
+    ("tuxcall", libc::SYS_tuxcall),
+    ("uselib", libc::SYS_uselib),
+    ("ustat", libc::SYS_ustat),
+    ("vserver", libc::SYS_vserver),
+];
+#[cfg(not(target_arch = "x86_64"))]
+pub const DEFAULT_DENIED_X86_64: &[(&str, libc::c_long)] = &[];
 
 /// Namespace flags that `clone` may not carry (Docker's mask 0x7E020000).
 const CLONE_NAMESPACE_FLAGS: &[u64] = &[
@@ -219,7 +242,11 @@ fn default_filter(action: DenyAction) -> Result<SeccompFilter, String> {
         SeccompCondition::new(0, len, op, value).map_err(|e| e.to_string())
     };
     let rule = |conditions: Vec<SeccompCondition>| SeccompRule::new(conditions).map_err(|e| e.to_string());
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DEFAULT_DENIED.iter().map(|&(_, nr)| (nr, Vec::new())).collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DEFAULT_DENIED
+        .iter()
+        .chain(DEFAULT_DENIED_X86_64)
+        .map(|&(_, nr)| (i64::from(nr), Vec::new()))
+        .collect();
     // clone: denied when any namespace flag is set (one rule per flag: rules are alternatives).
     let mut clone_rules = Vec::new();
     for &flag in CLONE_NAMESPACE_FLAGS {
@@ -229,19 +256,19 @@ fn default_filter(action: DenyAction) -> Result<SeccompFilter, String> {
             flag,
         )?])?);
     }
-    rules.insert(SYS_CLONE, clone_rules);
+    rules.insert(i64::from(libc::SYS_clone), clone_rules);
     // personality: denied unless the argument is one of Docker's allowed values.
     let mut not_allowed = Vec::new();
     for &value in PERSONALITY_ALLOWED {
         not_allowed.push(cond(SeccompCmpOp::Ne, SeccompCmpArgLen::Dword, value)?);
     }
-    rules.insert(SYS_PERSONALITY, vec![rule(not_allowed)?]);
+    rules.insert(i64::from(libc::SYS_personality), vec![rule(not_allowed)?]);
     // socket: AF_VSOCK is denied.
     rules.insert(
-        SYS_SOCKET,
+        i64::from(libc::SYS_socket),
         vec![rule(vec![cond(SeccompCmpOp::Eq, SeccompCmpArgLen::Dword, AF_VSOCK)?])?],
     );
-    SeccompFilter::new(rules, SeccompAction::Allow, action.seccompiler(), TargetArch::x86_64)
+    SeccompFilter::new(rules, SeccompAction::Allow, action.seccompiler(), ARCH)
         .map_err(|e| format!("cannot build the default profile: {e}"))
 }
 
@@ -259,8 +286,8 @@ fn load_file(path: &str) -> Result<BpfProgram, String> {
 }
 
 pub fn parse_profile(path: &str, text: &[u8]) -> Result<BpfProgram, String> {
-    let mut filters = seccompiler::compile_from_json(text, TargetArch::x86_64)
-        .map_err(|e| format!("{path:?} does not compile: {e}"))?;
+    let mut filters =
+        seccompiler::compile_from_json(text, ARCH).map_err(|e| format!("{path:?} does not compile: {e}"))?;
     if filters.len() == 1 {
         return Ok(filters.into_values().next().unwrap_or_default());
     }
@@ -310,14 +337,15 @@ fn prefix(x32_action: u32, clone3_enosys: bool) -> Vec<libc::sock_filter> {
     let nr_offset = 0; // offsetof(struct seccomp_data, nr)
     let mut p = vec![
         stmt(BPF_LD | BPF_W | BPF_ABS, arch_offset),
-        jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH, 1, 0),
         stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
         stmt(BPF_LD | BPF_W | BPF_ABS, nr_offset),
+        // x32 numbers exist only on x86_64; elsewhere no call has them, so the check is moot.
         jump(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1),
         stmt(BPF_RET | BPF_K, x32_action),
     ];
     if clone3_enosys {
-        p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_CLONE3, 0, 1));
+        p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, libc::SYS_clone3 as u32, 0, 1));
         p.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
     }
     p
@@ -352,10 +380,14 @@ mod tests {
         ] {
             assert!(names.contains(&must), "{must}");
         }
-        let mut numbers: Vec<i64> = DEFAULT_DENIED.iter().map(|(_, nr)| *nr).collect();
+        let mut numbers: Vec<libc::c_long> = DEFAULT_DENIED
+            .iter()
+            .chain(DEFAULT_DENIED_X86_64)
+            .map(|(_, nr)| *nr)
+            .collect();
         numbers.sort_unstable();
         numbers.dedup();
-        assert_eq!(numbers.len(), DEFAULT_DENIED.len());
+        assert_eq!(numbers.len(), DEFAULT_DENIED.len() + DEFAULT_DENIED_X86_64.len());
         assert_eq!(
             DEFAULT_DENIED.iter().find(|(n, _)| *n == "mount").unwrap().1,
             libc::SYS_mount
@@ -368,7 +400,6 @@ mod tests {
             DEFAULT_DENIED.iter().find(|(n, _)| *n == "keyctl").unwrap().1,
             libc::SYS_keyctl
         );
-        assert_eq!(SYS_CLONE3 as i64, libc::SYS_clone3);
     }
 
     #[test]
