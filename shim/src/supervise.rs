@@ -137,8 +137,8 @@ impl Supervisor {
     }
 
     /// Sleeps until something happens (or `deadline`), reaps, and reports what happened.
-    /// Diagnostics events are handled here too, after signals and reaping, and produce no
-    /// wake; an open diagnostics connection's deadline shortens the sleep (with none open,
+    /// Diagnostics events are handled here too, after reaping and only on a wake with no
+    /// signal to forward, and produce no wake; an open diagnostics connection's deadline shortens the sleep (with none open,
     /// an idle shim still makes no system calls).
     pub fn wait(&mut self, deadline: Option<Instant>) -> Vec<Wake> {
         let mut events = [EpollEvent::empty(); 16];
@@ -185,6 +185,12 @@ impl Supervisor {
                 }
                 _ => {}
             }
+        }
+        // Signals to forward go back to the caller before any client is served: its events
+        // stay ready (epoll is level-triggered) and are handled on the next wait, which then
+        // returns at once.
+        if wakes.iter().any(|w| matches!(w, Wake::Signal { .. })) {
+            return wakes;
         }
         if let Some(server) = self.diag.as_mut() {
             let view = crate::diag::View {
