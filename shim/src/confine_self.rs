@@ -2,7 +2,8 @@
 //! /proc, serves the diagnostics socket and runs the configured health checks, so it keeps the
 //! three capabilities those need, sets no_new_privs and installs a seccomp allowlist of the calls
 //! it makes. A bug in the diagnostics server then cannot become anything else: no exec, no
-//! fork, no ptrace, no mount, no change of identity or capabilities, no new privileges.
+//! fork, no ptrace, no mount, no opening files for writing, no change of identity or
+//! capabilities, no new privileges.
 //!
 //! Unlike the app's policy this fails open, with a warning: the app is already running and PID 1
 //! must not exit early. Where the kernel (or an emulator) lacks seccomp the shim runs without it,
@@ -38,13 +39,15 @@ const KEPT: [Capability; 3] = [
 /// the epoll loop, signalfd, reaping, /proc reads, the socket server, the allocator, std's
 /// threads (health checks) and musl's resolver (health checks by host name).
 const ALLOWED: &[(&str, libc::c_long)] = &[
-    // Descriptors and files (/proc, the termination log, the socket file on exit).
+    // Descriptors and files (/proc, the termination log opened ahead, the socket file on exit).
+    // `openat` is allowed separately, for reading only.
     ("read", libc::SYS_read),
     ("readv", libc::SYS_readv),
     ("pread64", libc::SYS_pread64),
     ("write", libc::SYS_write),
     ("writev", libc::SYS_writev),
-    ("openat", libc::SYS_openat),
+    ("pwrite64", libc::SYS_pwrite64),
+    ("ftruncate", libc::SYS_ftruncate),
     ("close", libc::SYS_close),
     ("lseek", libc::SYS_lseek),
     ("fstat", libc::SYS_fstat),
@@ -143,7 +146,6 @@ const ALLOWED: &[(&str, libc::c_long)] = &[
 /// Calls that only x86_64 has (aarch64 has only the *at and p* forms, listed above).
 #[cfg(target_arch = "x86_64")]
 const ALLOWED_X86_64: &[(&str, libc::c_long)] = &[
-    ("open", libc::SYS_open),
     ("stat", libc::SYS_stat),
     ("lstat", libc::SYS_lstat),
     ("access", libc::SYS_access),
@@ -169,6 +171,9 @@ const PRCTL_ALLOWED: &[libc::c_ulong] = &[
     libc::PR_CAPBSET_READ as libc::c_ulong,
     libc::PR_GET_DUMPABLE as libc::c_ulong,
 ];
+
+/// Open flags that would let the shim change a file.
+const OPEN_WRITE_FLAGS: u64 = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND) as u64;
 
 /// What took effect, for the log and for `probe security 1`.
 #[derive(Debug, Default)]
@@ -249,11 +254,11 @@ fn drop_capabilities() -> Result<(Vec<String>, bool), String> {
 fn install_allowlist() -> Result<usize, String> {
     let program = allowlist()?;
     seccompiler::apply_filter_all_threads(&program).map_err(|e| e.to_string())?;
-    Ok(ALLOWED.len() + ALLOWED_X86_64.len() + 2)
+    Ok(ALLOWED.len() + ALLOWED_X86_64.len() + if cfg!(target_arch = "x86_64") { 4 } else { 3 })
 }
 
 /// The BPF program: the calls in [`ALLOWED`], `clone` for threads only (never a new process),
-/// and `prctl` for [`PRCTL_ALLOWED`]; everything else gets EPERM. seccompiler's program also
+/// `prctl` for [`PRCTL_ALLOWED`] and `openat` for reading; everything else gets EPERM. seccompiler's program also
 /// checks the architecture first.
 pub fn allowlist() -> Result<BpfProgram, String> {
     let condition = |op: SeccompCmpOp, value: u64| {
@@ -275,6 +280,21 @@ pub fn allowlist() -> Result<BpfProgram, String> {
         .map(|&option| rule(condition(SeccompCmpOp::Eq, u64::from(option))?))
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(i64::from(libc::SYS_prctl), prctl);
+    // Files open for reading only (/proc, resolv.conf): none of the write, create, truncate or
+    // append flags. The flags are openat's third argument and open's second.
+    let read_only = |flags_arg: u8| {
+        SeccompCondition::new(
+            flags_arg,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(OPEN_WRITE_FLAGS),
+            0,
+        )
+        .map_err(|e| e.to_string())
+        .and_then(rule)
+    };
+    rules.insert(i64::from(libc::SYS_openat), vec![read_only(2)?]);
+    #[cfg(target_arch = "x86_64")]
+    rules.insert(i64::from(libc::SYS_open), vec![read_only(1)?]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),
@@ -351,7 +371,26 @@ mod tests {
                 if !eperm(libc::syscall(libc::SYS_prctl, libc::PR_SET_DUMPABLE, 1, 0, 0, 0)) {
                     libc::_exit(15);
                 }
-                // What the shim does keep doing: reading its identity, signalling.
+                // Opening a file to write, create or truncate it.
+                let file = c"/proc/self/comm".as_ptr();
+                let flags = libc::O_WRONLY | libc::O_CLOEXEC;
+                if !eperm(libc::syscall(libc::SYS_openat, libc::AT_FDCWD, file, flags, 0)) {
+                    libc::_exit(17);
+                }
+                if !eperm(libc::syscall(libc::SYS_openat, libc::AT_FDCWD, file, libc::O_RDWR, 0)) {
+                    libc::_exit(18);
+                }
+                // What the shim does keep doing: reading files, its identity, signalling.
+                if libc::syscall(
+                    libc::SYS_openat,
+                    libc::AT_FDCWD,
+                    file,
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                    0,
+                ) < 0
+                {
+                    libc::_exit(19);
+                }
                 if libc::syscall(libc::SYS_getpid) <= 0 || libc::syscall(libc::SYS_kill, libc::getpid(), 0) != 0 {
                     libc::_exit(16);
                 }
@@ -365,7 +404,7 @@ mod tests {
         assert_eq!(
             libc::WEXITSTATUS(status),
             0,
-            "10: not installed; 11-15: a forbidden call passed; 16: an allowed call failed"
+            "10: not installed; 11-15, 17, 18: a forbidden call passed; 16, 19: an allowed call failed"
         );
     }
 

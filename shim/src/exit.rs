@@ -81,29 +81,53 @@ impl AppExit {
 const TERMINATION_LOG_LIMIT: usize = 4096;
 const KUBERNETES_TERMINATION_LOG: &str = "/dev/termination-log";
 
-/// The file to write, if any: the one asked for, else Kubernetes' default when it exists.
-pub fn termination_log_path(explicit: Option<&Path>) -> Option<PathBuf> {
-    match explicit {
-        Some(path) => Some(path.to_path_buf()),
-        None => Path::new(KUBERNETES_TERMINATION_LOG)
-            .exists()
-            .then(|| PathBuf::from(KUBERNETES_TERMINATION_LOG)),
-    }
+/// The termination log. Opened ahead, before the shim confines itself (after which it may open
+/// files for reading only), and written once the app's end is known.
+pub struct TerminationLog {
+    path: PathBuf,
+    file: Option<std::fs::File>,
 }
 
-/// Writes one line saying how the app ended. Failure is logged, never fatal: PID 1 carries on.
-pub fn write_termination_log(path: &Path, exit: &AppExit) {
-    let mut line = exit.describe();
-    line.truncate(TERMINATION_LOG_LIMIT - 1);
-    line.push('\n');
-    let result = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(line.as_bytes()));
-    if let Err(e) = result {
-        tracing::warn!("termination log: cannot write {}: {e}", path.display());
+impl TerminationLog {
+    /// The file to write, if any: the one asked for, else Kubernetes' default when it exists.
+    pub fn find(explicit: Option<&Path>) -> Option<TerminationLog> {
+        let path = match explicit {
+            Some(path) => path.to_path_buf(),
+            None => Path::new(KUBERNETES_TERMINATION_LOG)
+                .exists()
+                .then(|| PathBuf::from(KUBERNETES_TERMINATION_LOG))?,
+        };
+        Some(TerminationLog { path, file: None })
+    }
+
+    /// Opens (creates) the file now, leaving what it holds until [`Self::write`]. Failure is a
+    /// warning; `write` then tries once more by path.
+    pub fn open_ahead(&mut self) {
+        match std::fs::OpenOptions::new().write(true).create(true).open(&self.path) {
+            Ok(file) => self.file = Some(file),
+            Err(e) => tracing::warn!("termination log: cannot open {}: {e}", self.path.display()),
+        }
+    }
+
+    /// Writes one line saying how the app ended. Failure is logged, never fatal: PID 1 carries
+    /// on.
+    pub fn write(&mut self, exit: &AppExit) {
+        use std::os::unix::fs::FileExt;
+        let mut line = exit.describe();
+        line.truncate(TERMINATION_LOG_LIMIT - 1);
+        line.push('\n');
+        let result = match &self.file {
+            Some(file) => file.set_len(0).and_then(|()| file.write_all_at(line.as_bytes(), 0)),
+            None => std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&self.path)
+                .and_then(|mut f| f.write_all(line.as_bytes())),
+        };
+        if let Err(e) = result {
+            tracing::warn!("termination log: cannot write {}: {e}", self.path.display());
+        }
     }
 }
 

@@ -55,13 +55,13 @@ pub fn run(args: Vec<OsString>) -> u8 {
         Err(message) => return final_status(fatal(&message)),
     };
     let check = config.check;
-    let termination_log = exit::termination_log_path(config.init.termination_log.as_deref());
+    let mut termination_log = exit::TerminationLog::find(config.init.termination_log.as_deref());
     let mut plan = match Plan::prepare(config, original_mask) {
         Ok(plan) => plan,
         Err(PlanError::Command(exit)) => {
             tracing::error!("{}", PlanError::Command(exit.clone()));
             if !check {
-                record_exit(termination_log.as_deref(), &exit);
+                record_exit(termination_log.as_mut(), &exit);
             }
             return final_status(exit.status());
         }
@@ -108,7 +108,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
         Ok(Spawned::Running(pid)) => pid,
         Ok(Spawned::Failed(exit)) => {
             tracing::error!("{}", exit.describe());
-            record_exit(termination_log.as_deref(), &exit);
+            record_exit(termination_log.as_mut(), &exit);
             return final_status(exit.status());
         }
         Err(e) => return final_status(fatal(&e.to_string())),
@@ -125,7 +125,11 @@ pub fn run(args: Vec<OsString>) -> u8 {
         };
         diag::Server::start(diag_config, app)
     });
-    // Last, once the socket exists: binding it is one of the things the shim gives up.
+    // Last, once the socket exists and the termination log is open: binding a socket and
+    // opening a file for writing are among the things the shim gives up.
+    if let Some(log) = termination_log.as_mut() {
+        log.open_ahead();
+    }
     let confinement = confine_self::confine();
     if let Some(mut server) = server {
         server.set_shim_policy(confinement.describe());
@@ -133,7 +137,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
     }
 
     let app_exit = sup.run_until_app_exits();
-    record_exit(termination_log.as_deref(), &app_exit);
+    record_exit(termination_log.as_mut(), &app_exit);
     shutdown::drain(&mut sup, config.init.grace);
     if app_exit.is_failure() && !config.init.hold_on_failure.is_zero() {
         shutdown::hold(&mut sup, config.init.hold_on_failure);
@@ -199,9 +203,9 @@ fn after_spawn_hygiene(sup: &supervise::Supervisor) {
     }
 }
 
-fn record_exit(termination_log: Option<&std::path::Path>, exit: &AppExit) {
-    if let Some(path) = termination_log {
-        exit::write_termination_log(path, exit);
+fn record_exit(termination_log: Option<&mut exit::TerminationLog>, exit: &AppExit) {
+    if let Some(log) = termination_log {
+        log.write(exit);
     }
 }
 
