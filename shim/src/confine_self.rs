@@ -15,12 +15,11 @@
 use std::collections::BTreeMap;
 
 use caps::{CapSet, Capability, CapsHashSet};
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-};
+use seccompiler::BpfProgram;
 use serde_json::{json, Value};
 
-use crate::policy::seccomp::ARCH;
+use crate::policy::bpf::{self, Action, ArgTest, RET_ALLOW, RET_ERRNO};
+use crate::policy::seccomp::AUDIT_ARCH;
 
 /// What the shim still needs capabilities for after the spawn:
 /// - `CAP_KILL`: forwarding signals to, and shutting down, processes of any uid;
@@ -162,18 +161,18 @@ const ALLOWED_X86_64: &[(&str, libc::c_long)] = &[
 const ALLOWED_X86_64: &[(&str, libc::c_long)] = &[];
 
 /// `prctl` options the shim or std may use after the spawn: naming a thread and reading state.
-const PRCTL_ALLOWED: &[libc::c_ulong] = &[
-    libc::PR_SET_NAME as libc::c_ulong,
-    libc::PR_GET_NAME as libc::c_ulong,
-    libc::PR_GET_CHILD_SUBREAPER as libc::c_ulong,
-    libc::PR_GET_NO_NEW_PRIVS as libc::c_ulong,
-    libc::PR_GET_SECCOMP as libc::c_ulong,
-    libc::PR_CAPBSET_READ as libc::c_ulong,
-    libc::PR_GET_DUMPABLE as libc::c_ulong,
+const PRCTL_ALLOWED: &[u32] = &[
+    libc::PR_SET_NAME as u32,
+    libc::PR_GET_NAME as u32,
+    libc::PR_GET_CHILD_SUBREAPER as u32,
+    libc::PR_GET_NO_NEW_PRIVS as u32,
+    libc::PR_GET_SECCOMP as u32,
+    libc::PR_CAPBSET_READ as u32,
+    libc::PR_GET_DUMPABLE as u32,
 ];
 
 /// Open flags that would let the shim change a file.
-const OPEN_WRITE_FLAGS: u64 = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND) as u64;
+const OPEN_WRITE_FLAGS: u32 = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND) as u32;
 
 /// What took effect, for the log and for `probe security 1`.
 #[derive(Debug, Default)]
@@ -252,57 +251,66 @@ fn drop_capabilities() -> Result<(Vec<String>, bool), String> {
 
 /// Builds and installs the allowlist; returns how many calls it allows.
 fn install_allowlist() -> Result<usize, String> {
-    let program = allowlist()?;
+    let filter = allowlist();
+    let program: BpfProgram = filter
+        .compile()?
+        .iter()
+        .map(|i| seccompiler::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
     seccompiler::apply_filter_all_threads(&program).map_err(|e| e.to_string())?;
-    Ok(ALLOWED.len() + ALLOWED_X86_64.len() + if cfg!(target_arch = "x86_64") { 4 } else { 3 })
+    Ok(filter.calls.len())
 }
 
-/// The BPF program: the calls in [`ALLOWED`], `clone` for threads only (never a new process),
-/// `prctl` for [`PRCTL_ALLOWED`] and `openat` for reading; everything else gets EPERM. seccompiler's program also
-/// checks the architecture first.
-pub fn allowlist() -> Result<BpfProgram, String> {
-    let condition = |op: SeccompCmpOp, value: u64| {
-        SeccompCondition::new(0, SeccompCmpArgLen::Qword, op, value).map_err(|e| e.to_string())
-    };
-    let rule = |c: SeccompCondition| SeccompRule::new(vec![c]).map_err(|e| e.to_string());
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED
+/// The filter: the calls in [`ALLOWED`], `clone` for threads only (never a new process),
+/// `prctl` for [`PRCTL_ALLOWED`] and `openat` for reading; everything else gets EPERM.
+pub fn allowlist() -> bpf::Filter {
+    let refuse = RET_ERRNO | libc::EPERM as u32;
+    let mut calls: BTreeMap<u32, Action> = ALLOWED
         .iter()
         .chain(ALLOWED_X86_64)
-        .map(|&(_, nr)| (i64::from(nr), Vec::new()))
+        .map(|&(_, nr)| (nr as u32, Action::Return(RET_ALLOW)))
         .collect();
-    let thread = libc::CLONE_THREAD as u64;
-    rules.insert(
-        i64::from(libc::SYS_clone),
-        vec![rule(condition(SeccompCmpOp::MaskedEq(thread), thread)?)?],
+    calls.insert(
+        libc::SYS_clone as u32,
+        Action::Check {
+            arg: 0,
+            test: ArgTest::AllBits(libc::CLONE_THREAD as u32),
+            then: RET_ALLOW,
+            otherwise: refuse,
+        },
     );
-    let prctl = PRCTL_ALLOWED
-        .iter()
-        .map(|&option| rule(condition(SeccompCmpOp::Eq, u64::from(option))?))
-        .collect::<Result<Vec<_>, _>>()?;
-    rules.insert(i64::from(libc::SYS_prctl), prctl);
+    calls.insert(
+        libc::SYS_prctl as u32,
+        Action::Check {
+            arg: 0,
+            test: ArgTest::OneOf(PRCTL_ALLOWED.to_vec()),
+            then: RET_ALLOW,
+            otherwise: refuse,
+        },
+    );
     // Files open for reading only (/proc, resolv.conf): none of the write, create, truncate or
     // append flags. The flags are openat's third argument and open's second.
-    let read_only = |flags_arg: u8| {
-        SeccompCondition::new(
-            flags_arg,
-            SeccompCmpArgLen::Dword,
-            SeccompCmpOp::MaskedEq(OPEN_WRITE_FLAGS),
-            0,
-        )
-        .map_err(|e| e.to_string())
-        .and_then(rule)
+    let read_only = |flags_arg: u8| Action::Check {
+        arg: flags_arg,
+        test: ArgTest::AnyBit(OPEN_WRITE_FLAGS),
+        then: refuse,
+        otherwise: RET_ALLOW,
     };
-    rules.insert(i64::from(libc::SYS_openat), vec![read_only(2)?]);
+    calls.insert(libc::SYS_openat as u32, read_only(2));
     #[cfg(target_arch = "x86_64")]
-    rules.insert(i64::from(libc::SYS_open), vec![read_only(1)?]);
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Errno(libc::EPERM as u32),
-        SeccompAction::Allow,
-        ARCH,
-    )
-    .map_err(|e| e.to_string())?;
-    filter.try_into().map_err(|e: seccompiler::BackendError| e.to_string())
+    calls.insert(libc::SYS_open as u32, read_only(1));
+    bpf::Filter {
+        audit_arch: AUDIT_ARCH,
+        // x32 numbers are in no list, so they get EPERM like every other unlisted call.
+        x32: None,
+        calls,
+        default: refuse,
+    }
 }
 
 #[cfg(test)]
@@ -311,8 +319,25 @@ mod tests {
 
     #[test]
     fn allowlist_compiles_and_has_no_duplicates() {
-        let program = allowlist().expect("compiles");
+        let program = allowlist().compile().expect("compiles");
         assert!(program.len() < 4096, "{} instructions", program.len());
+        // Every call number gets what the rules say (the layout is checked in policy::bpf).
+        let filter = allowlist();
+        for nr in 0..1024 {
+            for flags in [
+                0,
+                libc::O_WRONLY as u64,
+                libc::CLONE_THREAD as u64,
+                libc::PR_SET_NAME as u64,
+            ] {
+                let args = [flags, 0, flags, 0, 0, 0];
+                assert_eq!(
+                    bpf::run(&program, AUDIT_ARCH, nr, &args),
+                    filter.verdict(AUDIT_ARCH, nr, &args),
+                    "call {nr}"
+                );
+            }
+        }
         let mut numbers: Vec<libc::c_long> = ALLOWED.iter().chain(ALLOWED_X86_64).map(|&(_, nr)| nr).collect();
         numbers.sort_unstable();
         let before = numbers.len();
@@ -324,16 +349,7 @@ mod tests {
     /// child's exit status, the first expectation that failed.
     #[test]
     fn the_allowlist_refuses_forbidden_calls_and_allows_the_rest() {
-        let program: Vec<libc::sock_filter> = allowlist()
-            .expect("compiles")
-            .iter()
-            .map(|i| libc::sock_filter {
-                code: i.code,
-                jt: i.jt,
-                jf: i.jf,
-                k: i.k,
-            })
-            .collect();
+        let program = allowlist().compile().expect("compiles");
         let prog = libc::sock_fprog {
             len: program.len() as u16,
             filter: program.as_ptr() as *mut libc::sock_filter,

@@ -19,6 +19,7 @@
 //! 9. Landlock restrict_self (needs no_new_privs, or CAP_SYS_ADMIN);
 //! 10. seccomp, last, so the filter does not have to allow the calls above; then exec.
 
+pub mod bpf;
 pub mod caps;
 pub mod landlock;
 pub mod rlimit;

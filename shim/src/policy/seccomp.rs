@@ -1,23 +1,23 @@
 //! seccomp: the built-in `default` profile or a seccompiler JSON file, compiled to BPF before
 //! fork. The child installs the finished program with one `seccomp(2)` call.
 //!
-//! Every program starts with a prefix of our own, ahead of seccompiler's output (its jumps are
-//! relative, so prepending is safe): a call from a foreign architecture kills the process, an
-//! x32 call (number with bit 0x40000000) gets the deny action, and with the default profile
-//! `clone3` gets ENOSYS so that C libraries fall back to `clone`, whose flags can be checked.
+//! The default profile is laid out by [`super::bpf`] as a binary search (cheap to attach); a
+//! file is compiled by seccompiler. Both start with the same prefix: a call from a foreign
+//! architecture kills the process, and an x32 call (number with bit 0x40000000) gets the deny
+//! action (a file's own actions cannot name x32 calls, so there it is killed). With the default
+//! profile `clone3` gets ENOSYS so that C libraries fall back to `clone`, whose flags can be
+//! checked.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
-};
+use seccompiler::{BpfProgram, TargetArch};
+
+use super::bpf::{self, Action, ArgTest, RET_ALLOW, RET_ERRNO, RET_KILL_PROCESS, RET_LOG};
 use serde_json::{json, Value};
 
 /// A seccomp profile file larger than this is refused before parsing.
 const MAX_PROFILE_BYTES: u64 = 1 << 20;
-/// The kernel refuses longer programs (BPF_MAXINSNS).
-const MAX_INSTRUCTIONS: usize = 4096;
 
 /// The architecture the filters are built for: the one the shim runs on.
 #[cfg(target_arch = "x86_64")]
@@ -26,14 +26,11 @@ pub const ARCH: TargetArch = TargetArch::x86_64;
 pub const ARCH: TargetArch = TargetArch::aarch64;
 /// `AUDIT_ARCH_*` of [`ARCH`], as `seccomp_data.arch` carries it.
 #[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xC000_003E;
+pub const AUDIT_ARCH: u32 = 0xC000_003E;
 #[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xC000_00B7;
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-
-const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
-const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-const SECCOMP_RET_LOG: u32 = 0x7ffc_0000;
+pub const AUDIT_ARCH: u32 = 0xC000_00B7;
+/// Only x86_64 has x32 calls to refuse.
+const HAS_X32: bool = cfg!(target_arch = "x86_64");
 
 /// Calls the libc crate has no number for on every target. From 424 on, numbers are the same on
 /// every architecture.
@@ -131,19 +128,12 @@ pub const DEFAULT_DENIED_X86_64: &[(&str, libc::c_long)] = &[
 #[cfg(not(target_arch = "x86_64"))]
 pub const DEFAULT_DENIED_X86_64: &[(&str, libc::c_long)] = &[];
 
-/// Namespace flags that `clone` may not carry (Docker's mask 0x7E020000).
-const CLONE_NAMESPACE_FLAGS: &[u64] = &[
-    0x0002_0000, // CLONE_NEWNS
-    0x0200_0000, // CLONE_NEWCGROUP
-    0x0400_0000, // CLONE_NEWUTS
-    0x0800_0000, // CLONE_NEWIPC
-    0x1000_0000, // CLONE_NEWUSER
-    0x2000_0000, // CLONE_NEWPID
-    0x4000_0000, // CLONE_NEWNET
-];
+/// Namespace flags that `clone` may not carry: Docker's mask 0x7E020000 (CLONE_NEWNS,
+/// CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET).
+const CLONE_NAMESPACE_FLAGS: u32 = 0x7E02_0000;
 /// The only `personality` values Docker allows (PER_LINUX, PER_LINUX32, UNAME26 variants, query).
-const PERSONALITY_ALLOWED: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
-const AF_VSOCK: u64 = 40;
+const PERSONALITY_ALLOWED: &[u32] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+const AF_VSOCK: u32 = 40;
 
 /// What a denied call gets with the built-in profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,19 +161,11 @@ impl DenyAction {
         }
     }
 
-    fn seccompiler(self) -> SeccompAction {
-        match self {
-            DenyAction::Errno => SeccompAction::Errno(libc::EPERM as u32),
-            DenyAction::Kill => SeccompAction::KillProcess,
-            DenyAction::Log => SeccompAction::Log,
-        }
-    }
-
     fn ret(self) -> u32 {
         match self {
-            DenyAction::Errno => SECCOMP_RET_ERRNO | libc::EPERM as u32,
-            DenyAction::Kill => SECCOMP_RET_KILL_PROCESS,
-            DenyAction::Log => SECCOMP_RET_LOG,
+            DenyAction::Errno => RET_ERRNO | libc::EPERM as u32,
+            DenyAction::Kill => RET_KILL_PROCESS,
+            DenyAction::Log => RET_LOG,
         }
     }
 }
@@ -212,64 +194,75 @@ impl Seccomp {
 
 pub fn compile(profile: Profile) -> Result<Seccomp, String> {
     let program = match &profile {
-        Profile::Default(action) => {
-            let body: BpfProgram = default_filter(*action)?
-                .try_into()
-                .map_err(|e| format!("cannot compile the default profile: {e}"))?;
-            let mut program = prefix(action.ret(), true);
-            program.extend(body.iter().map(to_libc));
-            program
-        }
+        Profile::Default(action) => default_filter(*action)
+            .compile()
+            .map_err(|e| format!("cannot compile the default profile: {e}"))?,
         Profile::File(path) => {
             let body = load_file(path)?;
             // The file's own actions apply; an x32 call it could not have named is killed.
-            let mut program = prefix(SECCOMP_RET_KILL_PROCESS, false);
-            program.extend(body.iter().map(to_libc));
+            let mut program = bpf::prefix(AUDIT_ARCH, HAS_X32.then_some(RET_KILL_PROCESS))?;
+            program.extend(body.iter().map(|i| libc::sock_filter {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            }));
             program
         }
     };
-    if program.len() > MAX_INSTRUCTIONS {
+    if program.len() > bpf::MAX_INSTRUCTIONS {
         return Err(format!(
-            "the compiled filter has {} instructions, more than the kernel's {MAX_INSTRUCTIONS}",
-            program.len()
+            "the compiled filter has {} instructions, more than the kernel's {}",
+            program.len(),
+            bpf::MAX_INSTRUCTIONS
         ));
     }
     Ok(Seccomp { profile, program })
 }
 
-fn default_filter(action: DenyAction) -> Result<SeccompFilter, String> {
-    let cond = |op: SeccompCmpOp, len: SeccompCmpArgLen, value: u64| {
-        SeccompCondition::new(0, len, op, value).map_err(|e| e.to_string())
-    };
-    let rule = |conditions: Vec<SeccompCondition>| SeccompRule::new(conditions).map_err(|e| e.to_string());
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DEFAULT_DENIED
+/// The default profile as rules: Docker's denied calls, clone with namespace flags, personality
+/// outside Docker's values and AF_VSOCK sockets get the deny action; clone3 gets ENOSYS.
+pub fn default_filter(action: DenyAction) -> bpf::Filter {
+    let deny = action.ret();
+    let mut calls: BTreeMap<u32, Action> = DEFAULT_DENIED
         .iter()
         .chain(DEFAULT_DENIED_X86_64)
-        .map(|&(_, nr)| (i64::from(nr), Vec::new()))
+        .map(|&(_, nr)| (nr as u32, Action::Return(deny)))
         .collect();
-    // clone: denied when any namespace flag is set (one rule per flag: rules are alternatives).
-    let mut clone_rules = Vec::new();
-    for &flag in CLONE_NAMESPACE_FLAGS {
-        clone_rules.push(rule(vec![cond(
-            SeccompCmpOp::MaskedEq(flag),
-            SeccompCmpArgLen::Qword,
-            flag,
-        )?])?);
-    }
-    rules.insert(i64::from(libc::SYS_clone), clone_rules);
-    // personality: denied unless the argument is one of Docker's allowed values.
-    let mut not_allowed = Vec::new();
-    for &value in PERSONALITY_ALLOWED {
-        not_allowed.push(cond(SeccompCmpOp::Ne, SeccompCmpArgLen::Dword, value)?);
-    }
-    rules.insert(i64::from(libc::SYS_personality), vec![rule(not_allowed)?]);
-    // socket: AF_VSOCK is denied.
-    rules.insert(
-        i64::from(libc::SYS_socket),
-        vec![rule(vec![cond(SeccompCmpOp::Eq, SeccompCmpArgLen::Dword, AF_VSOCK)?])?],
+    calls.insert(
+        libc::SYS_clone as u32,
+        Action::Check {
+            arg: 0,
+            test: ArgTest::AnyBit(CLONE_NAMESPACE_FLAGS),
+            then: deny,
+            otherwise: RET_ALLOW,
+        },
     );
-    SeccompFilter::new(rules, SeccompAction::Allow, action.seccompiler(), ARCH)
-        .map_err(|e| format!("cannot build the default profile: {e}"))
+    calls.insert(libc::SYS_clone3 as u32, Action::Return(RET_ERRNO | libc::ENOSYS as u32));
+    calls.insert(
+        libc::SYS_personality as u32,
+        Action::Check {
+            arg: 0,
+            test: ArgTest::OneOf(PERSONALITY_ALLOWED.to_vec()),
+            then: RET_ALLOW,
+            otherwise: deny,
+        },
+    );
+    calls.insert(
+        libc::SYS_socket as u32,
+        Action::Check {
+            arg: 0,
+            test: ArgTest::OneOf(vec![AF_VSOCK]),
+            then: deny,
+            otherwise: RET_ALLOW,
+        },
+    );
+    bpf::Filter {
+        audit_arch: AUDIT_ARCH,
+        x32: HAS_X32.then_some(deny),
+        calls,
+        default: RET_ALLOW,
+    }
 }
 
 /// Reads a seccompiler JSON file: one filter (any name), or several of which `app` is used.
@@ -303,65 +296,45 @@ pub fn parse_profile(path: &str, text: &[u8]) -> Result<BpfProgram, String> {
     ))
 }
 
-fn to_libc(insn: &seccompiler::sock_filter) -> libc::sock_filter {
-    libc::sock_filter {
-        code: insn.code,
-        jt: insn.jt,
-        jf: insn.jf,
-        k: insn.k,
-    }
-}
-
-fn stmt(code: u32, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    }
-}
-
-/// Architecture check, x32 check and (for the default profile) clone3 → ENOSYS.
-fn prefix(x32_action: u32, clone3_enosys: bool) -> Vec<libc::sock_filter> {
-    use libc::{BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
-    let arch_offset = 4; // offsetof(struct seccomp_data, arch)
-    let nr_offset = 0; // offsetof(struct seccomp_data, nr)
-    let mut p = vec![
-        stmt(BPF_LD | BPF_W | BPF_ABS, arch_offset),
-        jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH, 1, 0),
-        stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-        stmt(BPF_LD | BPF_W | BPF_ABS, nr_offset),
-        // x32 numbers exist only on x86_64; elsewhere no call has them, so the check is moot.
-        jump(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1),
-        stmt(BPF_RET | BPF_K, x32_action),
-    ];
-    if clone3_enosys {
-        p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, libc::SYS_clone3 as u32, 0, 1));
-        p.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
-    }
-    p
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn default_profile_compiles_for_every_action() {
+    fn default_profile_does_what_docker_does_for_every_action() {
+        let nr = |n: libc::c_long| n as u32;
+        let args = |a0: u64| [a0, 0, 0, 0, 0, 0];
         for action in [DenyAction::Errno, DenyAction::Kill, DenyAction::Log] {
-            let s = compile(Profile::Default(action)).unwrap();
-            assert!(s.program.len() > DEFAULT_DENIED.len());
-            assert!(s.program.len() <= MAX_INSTRUCTIONS);
-            assert_eq!(s.program[5].k, action.ret());
+            let program = compile(Profile::Default(action)).unwrap().program;
+            let deny = action.ret();
+            let run = |n: u32, a: [u64; 6]| bpf::run(&program, AUDIT_ARCH, n, &a);
+            assert_eq!(run(nr(libc::SYS_ptrace), args(0)), deny);
+            assert_eq!(run(nr(libc::SYS_mount), args(0)), deny);
+            assert_eq!(run(nr(libc::SYS_getpid), args(0)), RET_ALLOW);
+            assert_eq!(run(nr(libc::SYS_execve), args(0)), RET_ALLOW);
+            let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
+            assert_eq!(run(nr(libc::SYS_clone), args(thread)), RET_ALLOW);
+            assert_eq!(run(nr(libc::SYS_clone), args(libc::SIGCHLD as u64)), RET_ALLOW);
+            assert_eq!(run(nr(libc::SYS_clone), args(libc::CLONE_NEWUSER as u64)), deny);
+            assert_eq!(run(nr(libc::SYS_clone), args(libc::CLONE_NEWNET as u64 | thread)), deny);
+            assert_eq!(run(nr(libc::SYS_clone3), args(0)), RET_ERRNO | libc::ENOSYS as u32);
+            assert_eq!(run(nr(libc::SYS_personality), args(0)), RET_ALLOW);
+            assert_eq!(run(nr(libc::SYS_personality), args(0xffff_ffff)), RET_ALLOW);
+            assert_eq!(run(nr(libc::SYS_personality), args(0x0040_0000)), deny);
+            assert_eq!(run(nr(libc::SYS_socket), args(libc::AF_VSOCK as u64)), deny);
+            assert_eq!(run(nr(libc::SYS_socket), args(libc::AF_INET as u64)), RET_ALLOW);
+            assert_eq!(
+                bpf::run(&program, AUDIT_ARCH ^ 1, nr(libc::SYS_getpid), &args(0)),
+                RET_KILL_PROCESS
+            );
+            if HAS_X32 {
+                assert_eq!(run(0x4000_0000 | nr(libc::SYS_getpid), args(0)), deny);
+            }
+            // And every other number, as the rules say.
+            let filter = default_filter(action);
+            for n in 0..1024 {
+                assert_eq!(run(n, args(0)), filter.verdict(AUDIT_ARCH, n, &args(0)), "call {n}");
+            }
         }
     }
 
