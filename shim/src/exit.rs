@@ -103,7 +103,12 @@ impl TerminationLog {
     /// Opens (creates) the file now, leaving what it holds until [`Self::write`]. Failure is a
     /// warning; `write` then tries once more by path.
     pub fn open_ahead(&mut self) {
-        match std::fs::OpenOptions::new().write(true).create(true).open(&self.path) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.path)
+        {
             Ok(file) => self.file = Some(file),
             Err(e) => tracing::warn!("termination log: cannot open {}: {e}", self.path.display()),
         }

@@ -8,6 +8,8 @@
 use std::ffi::OsString;
 
 /// The C entry point. argv is read here because std only captures it itself on glibc.
+// Only the C runtime calls this, with its own argc and argv.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 #[no_mangle]
 pub extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     use std::os::unix::ffi::OsStringExt;
