@@ -289,11 +289,18 @@ impl Supervisor {
             Some((_, Some(to))) => *to,
             None => sig,
         };
-        let (pid, whom) = match self.target {
+        let (pid, mut whom) = match self.target {
             SignalTarget::Child => (self.child.as_raw(), "child"),
             SignalTarget::Group => (-self.child.as_raw(), "process group"),
         };
-        match sys::kill(pid, sent.number()) {
+        let mut result = sys::kill(pid, sent.number());
+        // The app may have left the group it started in (setpgid, setsid), and no process is
+        // left in it: the group is gone but the app is not, and the signal is still for it.
+        if pid < 0 && matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ESRCH)) {
+            whom = "child (its process group is empty)";
+            result = sys::kill(self.child.as_raw(), sent.number());
+        }
+        match result {
             Ok(()) => {
                 tracing::debug!("forwarded {sent} to {whom} {}", self.child);
                 *self.stats.forwarded.entry(sent).or_insert(0) += 1;
