@@ -42,12 +42,21 @@ pub fn helper() -> PathBuf {
 /// True when the test may go on. Privileged tests call this first: off CI a non-root run skips
 /// with a printed reason; on CI (`CI=true`) a skip would hide a regression, so it fails.
 pub fn require_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
+    require(
+        test,
+        nix::unistd::geteuid().is_root(),
+        "needs root (run the tests as root to include it)",
+    )
+}
+
+/// True when `available`; otherwise the test skips saying `why`, or fails on CI (`CI=true`).
+pub fn require(test: &str, available: bool, why: &str) -> bool {
+    if available {
         return true;
     }
     let on_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(!on_ci, "{test}: needs root, and CI=true forbids skipping");
-    eprintln!("SKIP {test}: needs root (run the tests as root to include it)");
+    assert!(!on_ci, "{test}: {why}, and CI=true forbids skipping");
+    eprintln!("SKIP {test}: {why}");
     false
 }
 
@@ -58,6 +67,21 @@ pub fn pid1_command(shim_args: &[&str]) -> Command {
         .arg(shim())
         .args(shim_args);
     cmd
+}
+
+/// `shim --diag-socket SOCKET SHIM_ARGS -- husk-helper HELPER_ARGS` as PID 1.
+pub fn helper_pid1_command(socket: &str, shim_args: &[&str], helper_args: &[&str]) -> Command {
+    let h = helper().display().to_string();
+    let mut args = vec!["--diag-socket", socket];
+    args.extend_from_slice(shim_args);
+    args.extend(["--", h.as_str()]);
+    args.extend_from_slice(helper_args);
+    pid1_command(&args)
+}
+
+/// A socket path in a fresh scratch directory of its own.
+pub fn scratch_socket(name: &str) -> String {
+    scratch(name).join("diag.sock").to_string_lossy().into_owned()
 }
 
 /// A running shim whose stdout and stderr are collected as they arrive, so a test can wait

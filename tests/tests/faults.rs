@@ -17,27 +17,9 @@ use husk_tests::*;
 const LIMIT: Duration = Duration::from_secs(60);
 const LIST_PROCESSES: &[u8] = b"{\"method\":\"io.husk.Diag.ListProcesses\"}\0";
 
-fn helper_path() -> String {
-    helper().display().to_string()
-}
-
-fn socket_path(name: &str) -> String {
-    scratch(name).join("diag.sock").to_string_lossy().into_owned()
-}
-
-/// `shim --diag-socket SOCKET SHIM_ARGS -- husk-helper HELPER_ARGS` as PID 1.
-fn shim_command(socket: &str, shim_args: &[&str], helper_args: &[&str]) -> Command {
-    let h = helper_path();
-    let mut args = vec!["--diag-socket", socket];
-    args.extend_from_slice(shim_args);
-    args.extend(["--", h.as_str()]);
-    args.extend_from_slice(helper_args);
-    pid1_command(&args)
-}
-
 /// The helper's signal loop (`husk-helper loop CODE`) under a watched shim.
 fn watched_loop(socket: &str, code: &str) -> Watched {
-    Watched::start(shim_command(socket, &[], &["loop", code]), socket)
+    Watched::start(helper_pid1_command(socket, &[], &["loop", code]), socket)
 }
 
 /// The shim's descriptors once forwarding, reaping and a request have each happened once.
@@ -95,7 +77,7 @@ fn clients_killed_mid_request_or_mid_reply_leak_nothing() {
     if !require_root("clients_killed_mid_request_or_mid_reply_leak_nothing") {
         return;
     }
-    let socket = socket_path("killed");
+    let socket = scratch_socket("killed");
     let w = watched_loop(&socket, "3");
     let fds = baseline_fds(&w);
 
@@ -144,7 +126,7 @@ fn half_closed_sockets_get_their_reply_or_are_dropped() {
         return;
     }
     use std::net::Shutdown;
-    let socket = socket_path("half");
+    let socket = scratch_socket("half");
     let w = watched_loop(&socket, "4");
     let fds = baseline_fds(&w);
 
@@ -198,7 +180,7 @@ fn a_peer_that_reads_nothing_is_dropped_while_others_are_served() {
     if !require_root("a_peer_that_reads_nothing_is_dropped_while_others_are_served") {
         return;
     }
-    let socket = socket_path("stalled");
+    let socket = scratch_socket("stalled");
     let w = watched_loop(&socket, "5");
     let fds = baseline_fds(&w);
 
@@ -239,7 +221,7 @@ fn the_socket_file_deleted_or_replaced_while_running() {
     if !require_root("the_socket_file_deleted_or_replaced_while_running") {
         return;
     }
-    let socket = socket_path("deleted");
+    let socket = scratch_socket("deleted");
     let w = watched_loop(&socket, "6");
     let fds = baseline_fds(&w);
     let app = w.app();
@@ -272,7 +254,7 @@ fn the_socket_file_deleted_or_replaced_while_running() {
     drop(other);
 
     // Replaced by a regular file: left alone too.
-    let socket = socket_path("replaced");
+    let socket = scratch_socket("replaced");
     let w = watched_loop(&socket, "6");
     std::fs::remove_file(&socket).unwrap();
     std::fs::write(&socket, "not a socket\n").unwrap();
@@ -286,7 +268,7 @@ fn a_stopped_app_is_neither_reaped_nor_given_up_on() {
     if !require_root("a_stopped_app_is_neither_reaped_nor_given_up_on") {
         return;
     }
-    let socket = socket_path("stopped");
+    let socket = scratch_socket("stopped");
     let w = watched_loop(&socket, "5");
     let fds = baseline_fds(&w);
     let app = w.app();
@@ -323,8 +305,8 @@ fn an_app_that_execs_itself_300_times_stays_the_app() {
     if !require_root("an_app_that_execs_itself_300_times_stays_the_app") {
         return;
     }
-    let socket = socket_path("reexec");
-    let shim = Pid1::start_with(shim_command(&socket, &[], &["reexec", "6", "300"]));
+    let socket = scratch_socket("reexec");
+    let shim = Pid1::start_with(helper_pid1_command(&socket, &[], &["reexec", "6", "300"]));
     shim.wait_line("start", 1);
     let app = wait_for(LIMIT, || children_of(shim.pid).first().copied()).unwrap();
     // Sent while the app is busy exec'ing: blocked across every exec, taken by the last one.
@@ -358,9 +340,9 @@ fn an_app_that_changes_its_process_group_and_session_still_gets_its_signals() {
         return;
     }
     for target in ["child", "group"] {
-        let socket = socket_path(&format!("regroup-{target}"));
+        let socket = scratch_socket(&format!("regroup-{target}"));
         let w = Watched::start(
-            shim_command(&socket, &["--signal-target", target], &["regroup", "8"]),
+            helper_pid1_command(&socket, &["--signal-target", target], &["regroup", "8"]),
             &socket,
         );
         let app = w.app();
