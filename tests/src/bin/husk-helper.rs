@@ -29,8 +29,8 @@
 //!                             "term" and exit CODE
 //!
 //! The exhaustion and fault subcommands below end in one loop: they print "ready", then
-//! "got N" for every signal; SIGHUP leaves an orphan that exits at once (for the shim to reap),
-//! SIGTERM exits CODE, and SIGUSR1 / SIGUSR2 do what the subcommand says.
+//! "got N" for every signal; SIGHUP leaves an orphan that exits at once (for the shim to reap)
+//! and prints "orphaned" once it is the shim's, SIGTERM exits CODE, and SIGUSR1 / SIGUSR2 do what the subcommand says.
 //!   loop CODE                 only the loop
 //!   fd-hog CODE SOCKET        USR1: open /dev/null until open fails, print "opened N ERRNO", then
 //!                             free 40 and hold 40 idle connections to the unix socket SOCKET,
@@ -471,8 +471,11 @@ fn signal_loop(code: i32, mut action: impl FnMut(i32)) -> ! {
         say(&format!("got {sig}"));
         match sig {
             libc::SIGTERM => std::process::exit(code),
-            // SAFETY: the orphan exits at once.
-            libc::SIGHUP => double_fork(|| unsafe { libc::_exit(0) }),
+            libc::SIGHUP => {
+                // SAFETY: the orphan exits at once.
+                double_fork(|| unsafe { libc::_exit(0) });
+                say("orphaned");
+            }
             _ => action(sig),
         }
     }
