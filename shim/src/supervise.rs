@@ -26,6 +26,8 @@ use crate::sys;
 const SIGNALFD_TOKEN: u64 = 0;
 /// Tokens at and above this are pidfds of processes being waited for during shutdown.
 const PIDFD_TOKEN_BASE: u64 = 1 << 32;
+/// How many descriptors `watch` leaves free when there are more leftovers than it may open.
+const FD_RESERVE: usize = 8;
 /// How many diagnostics events one wake-up handles before the loop looks at signals again.
 const DIAG_EVENTS_PER_WAKE: usize = 4;
 
@@ -333,6 +335,17 @@ impl Supervisor {
                     } else {
                         complete = false;
                     }
+                }
+                // More leftovers than descriptors: give a few back, so that the /proc scan
+                // that tells shutdown what is left (and the diagnostics socket) still gets one;
+                // the caller polls for the processes not watched.
+                None if matches!(Errno::last(), Errno::EMFILE | Errno::ENFILE) => {
+                    let give_back: Vec<i32> = self.watched.keys().rev().take(FD_RESERVE).copied().collect();
+                    for pid in give_back {
+                        // Closing the pidfd also takes it out of the epoll set.
+                        self.watched.remove(&pid);
+                    }
+                    return false;
                 }
                 // Gone already (ESRCH) is fine; any other failure means we cannot rely on pidfds.
                 None => complete &= Errno::last() == Errno::ESRCH,

@@ -243,3 +243,80 @@ fn a_full_dev_shm_does_not_silence_the_default_socket() {
         out.stderr
     );
 }
+
+/// Leftovers waiting for their SIGTERM, blocked before the app printed anything: the `crowd`
+/// helper's orphans, more of them than the shim may open descriptors.
+const CROWD: usize = 100;
+
+/// `prlimit --nofile=48 SHIM_COMMAND`: the shim (and its app) may hold 48 descriptors.
+fn with_48_fds(cmd: Command) -> Command {
+    let mut wrapped = Command::new("prlimit");
+    wrapped
+        .arg("--nofile=48:48")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    wrapped
+}
+
+fn crowd_args(dir: &std::path::Path) -> Vec<String> {
+    let h = helper().display().to_string();
+    let crowd = CROWD.to_string();
+    [
+        "--grace",
+        "30s",
+        "--diag-socket",
+        "off",
+        "--",
+        &h,
+        "crowd",
+        "3",
+        &crowd,
+        "300",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .chain([dir.display().to_string()])
+    .collect()
+}
+
+fn cleaned_up(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn more_leftovers_than_the_shim_has_descriptors_still_get_their_grace_period() {
+    if !require_root("more_leftovers_than_the_shim_has_descriptors_still_get_their_grace_period") {
+        return;
+    }
+    // As PID 1: shutdown watches leftovers through pidfds and lists them through /proc; with
+    // more leftovers than descriptors, both must still work, and the shim must not take "cannot
+    // read /proc" for "nothing left" (exiting would SIGKILL the namespace mid-cleanup).
+    let dir = scratch("crowd-pid1");
+    let args = crowd_args(&dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = with_48_fds(pid1_command(&args));
+    cmd.stdin(std::process::Stdio::null());
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert_eq!(
+        cleaned_up(&dir),
+        CROWD,
+        "leftovers killed before the end of their cleanup: {}",
+        out.stderr
+    );
+
+    // As a subreaper, exiting early would leave them running with no one to wait for them.
+    let dir = scratch("crowd-subreaper");
+    let args = crowd_args(&dir);
+    // (No pipes: the leftovers would hold them, and waiting for their end would wait for the
+    // leftovers rather than for the shim.)
+    use std::process::Stdio;
+    let mut cmd = with_48_fds(Command::new(shim()));
+    cmd.args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let out = finish(cmd.spawn().unwrap(), LIMIT);
+    assert_eq!(out.code, Some(3));
+    assert_eq!(cleaned_up(&dir), CROWD, "the shim exited before its leftovers");
+}

@@ -46,6 +46,8 @@
 //!   regroup CODE              start a grandchild in a process group of its own that prints
 //!                             "grandchild got N" (SIGTERM ends it); USR1: join the grandchild's
 //!                             group, print "pgid N"; USR2: become a session leader, print "sid N"
+//!   crowd CODE N MS DIR       leave N orphans that, on SIGTERM, spend MS ms cleaning up and then
+//!                             create DIR/done-PID; print "crowd N"; exit CODE
 //!   client SOCKET partial|flood
 //!                             connect to SOCKET; send half a request (partial) or 300 pipelined
 //!                             ListProcesses requests, never reading (flood); print "sent"; wait
@@ -154,6 +156,25 @@ fn run(args: Vec<String>) {
         "reexec" => reexec(&args),
         "regroup" => regroup(code(&args)),
         "client" => client(arg(1), arg(2)),
+        "crowd" => {
+            let (n, ms): (usize, u64) = (
+                arg(2).parse().unwrap_or_else(|_| usage()),
+                arg(3).parse().unwrap_or_else(|_| usage()),
+            );
+            let dir = std::path::PathBuf::from(arg(4));
+            for _ in 0..n {
+                double_fork(|| {
+                    let set = block(&[libc::SIGTERM]);
+                    next_signal(&set);
+                    std::thread::sleep(Duration::from_millis(ms));
+                    let _ = std::fs::write(dir.join(format!("done-{}", std::process::id())), b"");
+                    // SAFETY: ends the orphan without running the app's exit handlers.
+                    unsafe { libc::_exit(0) }
+                });
+            }
+            say(&format!("crowd {n}"));
+            std::process::exit(code(&args))
+        }
         _ => usage(),
     }
 }
