@@ -415,8 +415,37 @@ impl Watched {
         fd_count(self.shim.pid)
     }
 
+    /// The shim's descriptor count once no client connection is open any more (a client that
+    /// just got its answer may not have been closed yet): the listener is then its only socket.
+    pub fn idle_fds(&self) -> usize {
+        let sockets = || {
+            std::fs::read_dir(format!("/proc/{}/fd", self.shim.pid))
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| {
+                            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+                        })
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        wait_for(Duration::from_secs(30), || (sockets() == 1).then_some(()))
+            .expect("the shim kept a client connection open");
+        self.fds()
+    }
+
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.shim.pid)
+    }
+
+    /// The shim's RSS is at most a little (8 MiB) above `before_kib`: whatever the app or the
+    /// clients made it allocate was given back.
+    pub fn assert_rss_bounded(&self, before_kib: u64) {
+        let now = self.rss_kib();
+        assert!(
+            now <= before_kib + 8 * 1024,
+            "the shim's RSS grew from {before_kib} KiB to {now} KiB"
+        );
     }
 
     /// The diagnostics `Status`.

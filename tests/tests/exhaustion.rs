@@ -13,8 +13,6 @@ use std::time::Duration;
 use husk_tests::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
-/// How much the shim's RSS may grow while its app misbehaves.
-const RSS_SLACK_KIB: u64 = 8 * 1024;
 
 /// `shim --diag-socket SOCKET SHIM_ARGS -- husk-helper HELPER_ARGS` as PID 1, watched.
 fn watched(socket: &str, shim_args: &[&str], helper_args: &[&str]) -> Watched {
@@ -27,7 +25,7 @@ fn watched(socket: &str, shim_args: &[&str], helper_args: &[&str]) -> Watched {
 fn baseline(w: &Watched) -> (usize, u64) {
     w.assert_forwards(libc::SIGWINCH);
     w.assert_reaps();
-    (w.fds(), w.rss_kib())
+    (w.idle_fds(), w.rss_kib())
 }
 
 /// PID 1 still does its job: forwards, reaps, answers, and holds no more than it did.
@@ -36,11 +34,7 @@ fn assert_still_serving(w: &Watched, (fds, rss): (usize, u64)) {
     w.assert_reaps();
     assert_eq!(w.status()["child"]["state"], "running");
     w.wait_fds(fds);
-    let now = w.rss_kib();
-    assert!(
-        now <= rss + RSS_SLACK_KIB,
-        "the shim's RSS grew from {rss} KiB to {now} KiB"
-    );
+    w.assert_rss_bounded(rss);
 }
 
 fn stop(w: Watched) -> Outcome {
@@ -66,6 +60,7 @@ fn the_app_running_out_of_descriptors_does_not_reach_the_shim() {
         "the app stopped opening for another reason: {opened}"
     );
     w.shim.wait_line("connected 40", 1);
+    w.shim.wait_line("refused", 1);
     // Each connection costs the shim its stream and the peer's pidfd, for at most 32 of them.
     assert!(
         w.fds() <= base.0 + 2 * 32,
@@ -258,12 +253,14 @@ fn with_48_fds(cmd: Command) -> Command {
     wrapped
 }
 
-fn crowd_args(dir: &std::path::Path) -> Vec<String> {
+/// `--grace GRACE ... husk-helper crowd 3 CROWD CLEANUP DIR`.
+fn crowd_args(grace: &str, cleanup: &str, dir: &std::path::Path) -> Vec<String> {
     let h = helper().display().to_string();
     let crowd = CROWD.to_string();
-    [
+    let dir = dir.display().to_string();
+    let args = [
         "--grace",
-        "30s",
+        grace,
         "--diag-socket",
         "off",
         "--",
@@ -271,16 +268,32 @@ fn crowd_args(dir: &std::path::Path) -> Vec<String> {
         "crowd",
         "3",
         &crowd,
-        "300",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .chain([dir.display().to_string()])
-    .collect()
+        cleanup,
+        &dir,
+    ];
+    args.iter().map(|a| a.to_string()).collect()
 }
 
-fn cleaned_up(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+/// The pids of the crowd's orphans that reached `stage` ("started", "done").
+fn crowd_reached(dir: &std::path::Path, stage: &str) -> Vec<i32> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix(&format!("{stage}-"))?.parse().ok())
+        .collect()
+}
+
+/// `shim ARGS` as a plain child limited to 48 descriptors, to completion. No pipes: the
+/// leftovers would hold them, and waiting for their end would wait for the leftovers rather
+/// than for the shim.
+fn subreaper_with_48_fds(args: &[String]) -> Option<i32> {
+    use std::process::Stdio;
+    let mut cmd = with_48_fds(Command::new(shim()));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    finish(cmd.spawn().unwrap(), LIMIT).code
 }
 
 #[test]
@@ -292,14 +305,14 @@ fn more_leftovers_than_the_shim_has_descriptors_still_get_their_grace_period() {
     // more leftovers than descriptors, both must still work, and the shim must not take "cannot
     // read /proc" for "nothing left" (exiting would SIGKILL the namespace mid-cleanup).
     let dir = scratch("crowd-pid1");
-    let args = crowd_args(&dir);
+    let args = crowd_args("30s", "300", &dir);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut cmd = with_48_fds(pid1_command(&args));
     cmd.stdin(std::process::Stdio::null());
     let out = run(cmd, LIMIT);
     assert_eq!(out.code, Some(3), "{}", out.stderr);
     assert_eq!(
-        cleaned_up(&dir),
+        crowd_reached(&dir, "done").len(),
         CROWD,
         "leftovers killed before the end of their cleanup: {}",
         out.stderr
@@ -307,16 +320,21 @@ fn more_leftovers_than_the_shim_has_descriptors_still_get_their_grace_period() {
 
     // As a subreaper, exiting early would leave them running with no one to wait for them.
     let dir = scratch("crowd-subreaper");
-    let args = crowd_args(&dir);
-    // (No pipes: the leftovers would hold them, and waiting for their end would wait for the
-    // leftovers rather than for the shim.)
-    use std::process::Stdio;
-    let mut cmd = with_48_fds(Command::new(shim()));
-    cmd.args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let out = finish(cmd.spawn().unwrap(), LIMIT);
-    assert_eq!(out.code, Some(3));
-    assert_eq!(cleaned_up(&dir), CROWD, "the shim exited before its leftovers");
+    assert_eq!(subreaper_with_48_fds(&crowd_args("30s", "300", &dir)), Some(3));
+    assert_eq!(
+        crowd_reached(&dir, "done").len(),
+        CROWD,
+        "the shim exited before its leftovers"
+    );
+
+    // And leftovers that ignore SIGTERM are all found and killed when the grace period ends.
+    let dir = scratch("crowd-ignore");
+    assert_eq!(subreaper_with_48_fds(&crowd_args("1s", "never", &dir)), Some(3));
+    let started = crowd_reached(&dir, "started");
+    assert!(!started.is_empty());
+    let alive: Vec<i32> = started
+        .into_iter()
+        .filter(|&pid| stat(pid).is_some_and(|(state, _)| state != 'Z'))
+        .collect();
+    assert_eq!(alive, Vec::<i32>::new(), "leftovers outlived the shim");
 }

@@ -26,7 +26,7 @@ fn watched_loop(socket: &str, code: &str) -> Watched {
 fn baseline_fds(w: &Watched) -> usize {
     w.assert_forwards(libc::SIGWINCH);
     w.assert_reaps();
-    w.fds()
+    w.idle_fds()
 }
 
 fn assert_counters(w: &Watched, forwarded: &[(&str, i64)], reaped: i64) {
@@ -80,6 +80,7 @@ fn clients_killed_mid_request_or_mid_reply_leak_nothing() {
     let socket = scratch_socket("killed");
     let w = watched_loop(&socket, "3");
     let fds = baseline_fds(&w);
+    let rss = w.rss_kib();
 
     for round in 0..3 {
         // Ten clients stopped half-way through a request, ten with 300 requests queued whose
@@ -104,6 +105,7 @@ fn clients_killed_mid_request_or_mid_reply_leak_nothing() {
     }
     assert_counters(&w, &[("SIGWINCH", 4)], 4);
     assert!(!w.shim.stdout().contains("got 13"), "SIGPIPE reached the app");
+    w.assert_rss_bounded(rss);
     let out = stop(w);
     assert_eq!(out.code, Some(3), "{}", out.stderr);
 }
@@ -188,6 +190,7 @@ fn a_peer_that_reads_nothing_is_dropped_while_others_are_served() {
     let socket = scratch_socket("stalled");
     let w = watched_loop(&socket, "5");
     let fds = baseline_fds(&w);
+    let rss = w.rss_kib();
 
     // 2000 requests whose replies (megabytes in all) nobody reads: the socket buffer fills up
     // and the shim's reply waits.
@@ -212,6 +215,7 @@ fn a_peer_that_reads_nothing_is_dropped_while_others_are_served() {
         "{replies} of 2000 replies went to a peer that read nothing"
     );
     assert_counters(&w, &[("SIGWINCH", 4)], 4);
+    w.assert_rss_bounded(rss);
     let out = stop(w);
     assert_eq!(out.code, Some(5), "{}", out.stderr);
 }

@@ -34,7 +34,8 @@
 //!   loop CODE                 only the loop
 //!   fd-hog CODE SOCKET        USR1: open /dev/null until open fails, print "opened N ERRNO", then
 //!                             free 40 and hold 40 idle connections to the unix socket SOCKET,
-//!                             print "connected M"; USR2: close all of it, print "released"
+//!                             print "connected M"; ask for Status on one of them, print
+//!                             "refused" when refused; USR2: close all of it, print "released"
 //!   fork-bomb CODE            USR1: start a fork bomb (every process forks until fork fails, at
 //!                             most 2^10 processes), print "saturated" once a fork failed;
 //!                             USR2: let every bomber exit, print "bombers N" once all are gone
@@ -46,8 +47,9 @@
 //!   regroup CODE              start a grandchild in a process group of its own that prints
 //!                             "grandchild got N" (SIGTERM ends it); USR1: join the grandchild's
 //!                             group, print "pgid N"; USR2: become a session leader, print "sid N"
-//!   crowd CODE N MS DIR       leave N orphans that, on SIGTERM, spend MS ms cleaning up and then
-//!                             create DIR/done-PID; print "crowd N"; exit CODE
+//!   crowd CODE N MS|never DIR leave N orphans that create DIR/started-PID and, on SIGTERM, spend
+//!                             MS ms cleaning up and then create DIR/done-PID (never: ignore
+//!                             SIGTERM); print "crowd N"; exit CODE
 //!   client SOCKET partial|flood
 //!                             connect to SOCKET; send half a request (partial) or 300 pipelined
 //!                             ListProcesses requests, never reading (flood); print "sent"; wait
@@ -157,14 +159,20 @@ fn run(args: Vec<String>) {
         "regroup" => regroup(code(&args)),
         "client" => client(arg(1), arg(2)),
         "crowd" => {
-            let (n, ms): (usize, u64) = (
-                arg(2).parse().unwrap_or_else(|_| usage()),
-                arg(3).parse().unwrap_or_else(|_| usage()),
-            );
+            let n: usize = arg(2).parse().unwrap_or_else(|_| usage());
+            // None: never; SIGTERM stays blocked.
+            let ms: Option<u64> = (arg(3) != "never").then(|| arg(3).parse().unwrap_or_else(|_| usage()));
             let dir = std::path::PathBuf::from(arg(4));
             for _ in 0..n {
                 double_fork(|| {
                     let set = block(&[libc::SIGTERM]);
+                    let _ = std::fs::write(dir.join(format!("started-{}", std::process::id())), b"");
+                    let Some(ms) = ms else {
+                        loop {
+                            // SAFETY: pause has no preconditions.
+                            unsafe { libc::pause() };
+                        }
+                    };
                     next_signal(&set);
                     std::thread::sleep(Duration::from_millis(ms));
                     let _ = std::fs::write(dir.join(format!("done-{}", std::process::id())), b"");
@@ -527,6 +535,15 @@ fn fd_hog(code: i32, socket: &str) {
             held.truncate(held.len().saturating_sub(40));
             conns.extend((0..40).map_while(|_| std::os::unix::net::UnixStream::connect(socket).ok()));
             say(&format!("connected {}", conns.len()));
+            // A process of the app's own tree is refused, with a reason, however it came.
+            if let Some(first) = conns.first_mut() {
+                let mut reply = Vec::new();
+                let _ = first.set_read_timeout(Some(Duration::from_secs(30)));
+                let _ = first.write_all(b"{\"method\":\"io.husk.Diag.Status\"}\0");
+                let _ = std::io::Read::read_to_end(first, &mut reply);
+                let refused = String::from_utf8_lossy(&reply).contains("io.husk.Diag.PermissionDenied");
+                say(if refused { "refused" } else { "not refused" });
+            }
         }
         libc::SIGUSR2 => {
             held.clear();
