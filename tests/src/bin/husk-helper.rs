@@ -163,9 +163,11 @@ fn run(args: Vec<String>) {
             // None: never; SIGTERM stays blocked.
             let ms: Option<u64> = (arg(3) != "never").then(|| arg(3).parse().unwrap_or_else(|_| usage()));
             let dir = std::path::PathBuf::from(arg(4));
+            // Blocked before the forks, so that no orphan can die of a SIGTERM that comes
+            // before it is ready for it (the shutdown may start as soon as this process exits).
+            let set = block(&[libc::SIGTERM]);
             for _ in 0..n {
                 double_fork(|| {
-                    let set = block(&[libc::SIGTERM]);
                     let _ = std::fs::write(dir.join(format!("started-{}", std::process::id())), b"");
                     let Some(ms) = ms else {
                         loop {
