@@ -21,17 +21,22 @@ pub fn parse_stat(text: &str) -> Option<Proc> {
     })
 }
 
-/// Every process /proc lists; empty when /proc cannot be read.
-fn all_processes() -> Vec<Proc> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|entry| {
-            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-        })
-        .collect()
+/// Every process /proc lists; `None` when /proc cannot be read (out of descriptors, say),
+/// which is not an empty table: shutdown would take it for "nothing left" and stop waiting.
+fn all_processes() -> Option<Vec<Proc>> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(text) => all.extend(parse_stat(&text)),
+            // Exited since the listing.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(all)
 }
 
 /// Exited but not yet reaped: waiting for a parent's wait, not for a signal.
@@ -39,15 +44,15 @@ fn has_exited(p: &Proc) -> bool {
     matches!(p.state, 'Z' | 'X' | 'x')
 }
 
-/// Every process in /proc that has not exited.
-pub fn live_processes() -> Vec<Proc> {
-    all_processes().into_iter().filter(|p| !has_exited(p)).collect()
+/// Every process in /proc that has not exited; `None` when /proc cannot be read.
+pub fn live_processes() -> Option<Vec<Proc>> {
+    Some(all_processes()?.into_iter().filter(|p| !has_exited(p)).collect())
 }
 
 /// Live descendants of `root` (children, their children, ...), whatever group or session they
-/// moved to.
-pub fn live_descendants(root: i32) -> Vec<i32> {
-    let all = all_processes();
+/// moved to; `None` when /proc cannot be read.
+pub fn live_descendants(root: i32) -> Option<Vec<i32>> {
+    let all = all_processes()?;
     let mut children: HashMap<i32, Vec<&Proc>> = HashMap::new();
     for p in &all {
         children.entry(p.ppid).or_default().push(p);
@@ -62,7 +67,7 @@ pub fn live_descendants(root: i32) -> Vec<i32> {
             }
         }
     }
-    found
+    Some(found)
 }
 
 /// Whether /proc belongs to the shim's own PID namespace (as PID 1, `/proc/self` is then `1`).
@@ -94,7 +99,7 @@ mod tests {
     fn this_process_is_a_descendant_of_its_parent() {
         let me = std::process::id() as i32;
         let parent = nix::unistd::getppid().as_raw();
-        assert!(live_descendants(parent).contains(&me));
-        assert!(live_processes().iter().any(|p| p.pid == me));
+        assert!(live_descendants(parent).unwrap().contains(&me));
+        assert!(live_processes().unwrap().iter().any(|p| p.pid == me));
     }
 }

@@ -41,7 +41,7 @@ impl Scope {
     }
 
     /// The live (non-zombie) processes in scope; `None` when they cannot be listed but some
-    /// exist.
+    /// exist (no /proc, or no descriptor left to read it with).
     fn remaining(self) -> Option<Vec<i32>> {
         // The common case, an app that left nothing behind, costs one system call instead of a
         // walk over /proc.
@@ -50,14 +50,10 @@ impl Scope {
         }
         let own = std::process::id() as i32;
         match self {
-            Scope::Namespace => Some(
-                procs::live_processes()
-                    .into_iter()
-                    .map(|p| p.pid)
-                    .filter(|&pid| pid != own)
-                    .collect(),
-            ),
-            Scope::Descendants => Some(procs::live_descendants(own)),
+            Scope::Namespace => {
+                procs::live_processes().map(|all| all.into_iter().map(|p| p.pid).filter(|&pid| pid != own).collect())
+            }
+            Scope::Descendants => procs::live_descendants(own),
             // Something is left (anything_left said so), but /proc cannot say what.
             Scope::NamespaceBlind => None,
         }

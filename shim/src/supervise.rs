@@ -26,6 +26,8 @@ use crate::sys;
 const SIGNALFD_TOKEN: u64 = 0;
 /// Tokens at and above this are pidfds of processes being waited for during shutdown.
 const PIDFD_TOKEN_BASE: u64 = 1 << 32;
+/// How many descriptors `watch` leaves free when there are more leftovers than it may open.
+const FD_RESERVE: usize = 8;
 /// How many diagnostics events one wake-up handles before the loop looks at signals again.
 const DIAG_EVENTS_PER_WAKE: usize = 4;
 
@@ -289,11 +291,18 @@ impl Supervisor {
             Some((_, Some(to))) => *to,
             None => sig,
         };
-        let (pid, whom) = match self.target {
+        let (pid, mut whom) = match self.target {
             SignalTarget::Child => (self.child.as_raw(), "child"),
             SignalTarget::Group => (-self.child.as_raw(), "process group"),
         };
-        match sys::kill(pid, sent.number()) {
+        let mut result = sys::kill(pid, sent.number());
+        // The app may have left the group it started in (setpgid, setsid), and no process is
+        // left in it: the group is gone but the app is not, and the signal is still for it.
+        if pid < 0 && matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ESRCH)) {
+            whom = "child (its process group is empty)";
+            result = sys::kill(self.child.as_raw(), sent.number());
+        }
+        match result {
             Ok(()) => {
                 tracing::debug!("forwarded {sent} to {whom} {}", self.child);
                 *self.stats.forwarded.entry(sent).or_insert(0) += 1;
@@ -326,6 +335,17 @@ impl Supervisor {
                     } else {
                         complete = false;
                     }
+                }
+                // More leftovers than descriptors: give a few back, so that the /proc scan
+                // that tells shutdown what is left (and the diagnostics socket) still gets one;
+                // the caller polls for the processes not watched.
+                None if matches!(Errno::last(), Errno::EMFILE | Errno::ENFILE) => {
+                    let give_back: Vec<i32> = self.watched.keys().rev().take(FD_RESERVE).copied().collect();
+                    for pid in give_back {
+                        // Closing the pidfd also takes it out of the epoll set.
+                        self.watched.remove(&pid);
+                    }
+                    return false;
                 }
                 // Gone already (ESRCH) is fine; any other failure means we cannot rely on pidfds.
                 None => complete &= Errno::last() == Errno::ESRCH,

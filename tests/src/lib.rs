@@ -42,12 +42,21 @@ pub fn helper() -> PathBuf {
 /// True when the test may go on. Privileged tests call this first: off CI a non-root run skips
 /// with a printed reason; on CI (`CI=true`) a skip would hide a regression, so it fails.
 pub fn require_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
+    require(
+        test,
+        nix::unistd::geteuid().is_root(),
+        "needs root (run the tests as root to include it)",
+    )
+}
+
+/// True when `available`; otherwise the test skips saying `why`, or fails on CI (`CI=true`).
+pub fn require(test: &str, available: bool, why: &str) -> bool {
+    if available {
         return true;
     }
     let on_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(!on_ci, "{test}: needs root, and CI=true forbids skipping");
-    eprintln!("SKIP {test}: needs root (run the tests as root to include it)");
+    assert!(!on_ci, "{test}: {why}, and CI=true forbids skipping");
+    eprintln!("SKIP {test}: {why}");
     false
 }
 
@@ -58,6 +67,21 @@ pub fn pid1_command(shim_args: &[&str]) -> Command {
         .arg(shim())
         .args(shim_args);
     cmd
+}
+
+/// `shim --diag-socket SOCKET SHIM_ARGS -- husk-helper HELPER_ARGS` as PID 1.
+pub fn helper_pid1_command(socket: &str, shim_args: &[&str], helper_args: &[&str]) -> Command {
+    let h = helper().display().to_string();
+    let mut args = vec!["--diag-socket", socket];
+    args.extend_from_slice(shim_args);
+    args.extend(["--", h.as_str()]);
+    args.extend_from_slice(helper_args);
+    pid1_command(&args)
+}
+
+/// A socket path in a fresh scratch directory of its own.
+pub fn scratch_socket(name: &str) -> String {
+    scratch(name).join("diag.sock").to_string_lossy().into_owned()
 }
 
 /// A running shim whose stdout and stderr are collected as they arrive, so a test can wait
@@ -147,6 +171,23 @@ impl Running {
             self.stdout(),
             self.stderr()
         );
+    }
+
+    /// Waits for a stdout line starting with `prefix` (a liveness bound of 20 s); returns the rest
+    /// of the first such line.
+    pub fn wait_prefix(&self, prefix: &str) -> String {
+        wait_for(Duration::from_secs(20), || {
+            self.stdout()
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix).map(str::to_string))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "waited for a line starting {prefix:?} on stdout; got:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            )
+        })
     }
 
     /// Waits for the run to end within `limit` (a liveness bound, not a timing claim).
@@ -303,4 +344,220 @@ pub fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// How many descriptors `pid` has open.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+        .count()
+}
+
+/// `pid`'s resident set size in KiB.
+pub fn rss_kib(pid: i32) -> u64 {
+    status(pid)
+        .get("VmRSS")
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS for pid {pid}"))
+}
+
+/// `probe --socket SOCKET ARGS` to completion.
+pub fn probe(socket: &str, args: &[&str]) -> Outcome {
+    let mut cmd = Command::new(bin("probe"));
+    cmd.args(["--socket", socket]).args(args);
+    run(cmd, Duration::from_secs(30))
+}
+
+/// `probe --socket SOCKET -o json ARGS`, which must succeed.
+pub fn probe_json(socket: &str, args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["-o", "json"];
+    full.extend_from_slice(args);
+    let out = probe(socket, &full);
+    assert_eq!(out.code, Some(0), "probe {args:?}: {}", out.stderr);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("probe {args:?}: not JSON: {e}"))
+}
+
+/// The shim as PID 1 with a diagnostics socket, watched from outside while its app misbehaves:
+/// its descriptors and memory from /proc, its counters from the socket.
+pub struct Watched {
+    pub shim: Running,
+    pub socket: String,
+}
+
+impl Watched {
+    /// Starts `cmd` (a `pid1_command` whose shim serves `socket`) and waits until the app printed
+    /// "ready" and the socket answers.
+    pub fn start(cmd: Command, socket: &str) -> Watched {
+        Watched::attach(Pid1::start_with(cmd), socket)
+    }
+
+    /// Watches a shim already started, once its app printed "ready" and `socket` answers.
+    pub fn attach(shim: Running, socket: &str) -> Watched {
+        shim.wait_line("ready", 1);
+        wait_for(Duration::from_secs(30), || {
+            (probe(socket, &["info"]).code == Some(0)).then_some(())
+        })
+        .unwrap_or_else(|| panic!("the socket never answered; stderr: {}", shim.stderr()));
+        Watched {
+            shim,
+            socket: socket.to_string(),
+        }
+    }
+
+    /// The app: the shim's only child when the test starts looking.
+    pub fn app(&self) -> i32 {
+        let kids = children_of(self.shim.pid);
+        assert_eq!(kids.len(), 1, "expected the app as the shim's only child: {kids:?}");
+        kids[0]
+    }
+
+    pub fn fds(&self) -> usize {
+        fd_count(self.shim.pid)
+    }
+
+    /// The shim's descriptor count once no client connection is open any more (a client that
+    /// just got its answer may not have been closed yet): the listener is then its only socket.
+    pub fn idle_fds(&self) -> usize {
+        let sockets = || {
+            std::fs::read_dir(format!("/proc/{}/fd", self.shim.pid))
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| {
+                            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+                        })
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        wait_for(Duration::from_secs(30), || (sockets() == 1).then_some(()))
+            .expect("the shim kept a client connection open");
+        self.fds()
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.shim.pid)
+    }
+
+    /// The shim's RSS is at most a little (8 MiB) above `before_kib`: whatever the app or the
+    /// clients made it allocate was given back.
+    pub fn assert_rss_bounded(&self, before_kib: u64) {
+        let now = self.rss_kib();
+        assert!(
+            now <= before_kib + 8 * 1024,
+            "the shim's RSS grew from {before_kib} KiB to {now} KiB"
+        );
+    }
+
+    /// The diagnostics `Status`.
+    pub fn status(&self) -> serde_json::Value {
+        probe_json(&self.socket, &["status"])
+    }
+
+    /// How many times the shim forwarded `name` (`SIGUSR1`), by its own count.
+    pub fn forwarded(&self, name: &str) -> i64 {
+        self.status()["signals_forwarded"][name].as_i64().unwrap_or(0)
+    }
+
+    /// How many processes the shim reaped, by its own count.
+    pub fn reaped(&self) -> i64 {
+        self.status()["reaped"].as_i64().expect("reaped in Status")
+    }
+
+    /// Sends `sig` to the shim and waits until the app printed `got SIG` once more.
+    pub fn assert_forwards(&self, sig: i32) {
+        let line = format!("got {sig}");
+        let before = self.shim.stdout().lines().filter(|l| *l == line).count();
+        self.shim.signal(sig);
+        self.shim.wait_line(&line, before + 1);
+    }
+
+    /// Sends SIGHUP (the app leaves an orphan that exits at once) and waits until the shim's
+    /// reaped counter went up by exactly one.
+    pub fn assert_reaps(&self) {
+        let before = self.reaped();
+        self.shim.signal(libc::SIGHUP);
+        let after = wait_for(Duration::from_secs(30), || Some(self.reaped()).filter(|&n| n > before))
+            .expect("the orphan was not reaped");
+        assert_eq!(after, before + 1, "one orphan, one reap");
+    }
+
+    /// Waits until the shim holds `fds` descriptors again (a liveness bound of 30 s).
+    pub fn wait_fds(&self, fds: usize) {
+        let settled = wait_for(Duration::from_secs(30), || (self.fds() == fds).then_some(()));
+        assert!(
+            settled.is_some(),
+            "the shim holds {} descriptors, {fds} before: {:?}",
+            self.fds(),
+            std::fs::read_dir(format!("/proc/{}/fd", self.shim.pid)).map(|d| d
+                .flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .collect::<Vec<_>>())
+        );
+    }
+}
+
+/// A cgroup of the test's own below the one the test runs in (cgroup v1 `CONTROLLER`
+/// hierarchy, or the v2 unified one where it has that controller), removed with every process
+/// in it when dropped.
+pub struct Cgroup {
+    pub dir: PathBuf,
+    pub v2: bool,
+}
+
+impl Cgroup {
+    /// `None` when the machine offers no such controller.
+    pub fn new(controller: &str, name: &str) -> Option<Cgroup> {
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let (root, within, v2) = own.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let root = Path::new("/sys/fs/cgroup").join(controller);
+            if controllers.split(',').any(|c| c == controller) && root.is_dir() {
+                return Some((root, path.to_string(), false));
+            }
+            let unified = Path::new("/sys/fs/cgroup");
+            let has = std::fs::read_to_string(unified.join("cgroup.subtree_control")).ok()?;
+            (controllers.is_empty() && has.split_whitespace().any(|c| c == controller))
+                .then(|| (unified.to_path_buf(), String::new(), true))
+        })?;
+        let dir = root
+            .join(within.trim_start_matches('/'))
+            .join(format!("husk-test-{}-{name}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        Some(Cgroup { dir, v2 })
+    }
+
+    pub fn write(&self, file: &str, value: &str) {
+        std::fs::write(self.dir.join(file), value)
+            .unwrap_or_else(|e| panic!("write {value:?} to {}/{file}: {e}", self.dir.display()));
+    }
+
+    pub fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
+    }
+
+    /// Moves `pid` (and its future children) into this cgroup.
+    pub fn add(&self, pid: i32) {
+        self.write("cgroup.procs", &pid.to_string());
+    }
+
+    fn procs(&self) -> Vec<i32> {
+        self.read("cgroup.procs")
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = wait_for(Duration::from_secs(10), || {
+            let procs = self.procs();
+            for &pid in &procs {
+                let _ = raw_kill(pid, libc::SIGKILL);
+            }
+            procs.is_empty().then_some(())
+        });
+        let _ = wait_for(Duration::from_secs(10), || std::fs::remove_dir(&self.dir).ok());
+    }
 }

@@ -651,7 +651,10 @@ fn an_idle_shim_makes_no_context_switches() {
     if !require_root("idle") {
         return;
     }
-    let shim = pid1_start(&[], &["sleep"]);
+    // A socket of its own: the other tests' shims, starting in parallel with the default
+    // /dev/shm/husk.sock, would connect to this one's to see whether it is stale, and wake it.
+    let socket = scratch_socket("idle");
+    let shim = pid1_start(&["--diag-socket", &socket], &["sleep"]);
     wait_for(Duration::from_secs(10), || {
         (children_of(shim.pid).len() == 1).then_some(())
     })

@@ -27,6 +27,32 @@
 //!                             as `leftover` does; print "ready"; on SIGUSR1 close the listener (the
 //!                             health check target goes away) and print "closed"; on SIGTERM print
 //!                             "term" and exit CODE
+//!
+//! The exhaustion and fault subcommands below end in one loop: they print "ready", then
+//! "got N" for every signal; SIGHUP leaves an orphan that exits at once (for the shim to reap)
+//! and prints "orphaned" once it is the shim's, SIGTERM exits CODE, and SIGUSR1 / SIGUSR2 do what the subcommand says.
+//!   loop CODE                 only the loop
+//!   fd-hog CODE SOCKET        USR1: open /dev/null until open fails, print "opened N ERRNO", then
+//!                             free 40 and hold 40 idle connections to the unix socket SOCKET,
+//!                             print "connected M"; ask for Status on one of them, print
+//!                             "refused" when refused; USR2: close all of it, print "released"
+//!   fork-bomb CODE            USR1: start a fork bomb (every process forks until fork fails, at
+//!                             most 2^10 processes), print "saturated" once a fork failed;
+//!                             USR2: let every bomber exit, print "bombers N" once all are gone
+//!   mem-hog CODE MIB          USR1: an orphan allocates and touches MIB MiB, then prints
+//!                             "hog survived"; USR2: this process does, then prints "app survived"
+//!   shm-fill CODE DIR         USR1: fill DIR with files until the file system is out of space
+//!                             and inodes, print "full BYTES FILES"; USR2: remove them, print "emptied"
+//!   reexec CODE N             block every signal, print "start", exec itself N times, then loop
+//!   regroup CODE              start a grandchild in a process group of its own that prints
+//!                             "grandchild got N" (SIGTERM ends it); USR1: join the grandchild's
+//!                             group, print "pgid N"; USR2: become a session leader, print "sid N"
+//!   crowd CODE N MS|never DIR leave N orphans that create DIR/started-PID and, on SIGTERM, spend
+//!                             MS ms cleaning up and then create DIR/done-PID (never: ignore
+//!                             SIGTERM); print "crowd N"; exit CODE
+//!   client SOCKET partial|flood
+//!                             connect to SOCKET; send half a request (partial) or 300 pipelined
+//!                             ListProcesses requests, never reading (flood); print "sent"; wait
 
 #![no_main]
 
@@ -109,8 +135,63 @@ fn run(args: Vec<String>) {
             // SAFETY: pause has no preconditions.
             unsafe { libc::pause() };
         },
+        "loop" => signal_loop(code(&args), |_| {}),
+        "fd-hog" => fd_hog(code(&args), arg(2)),
+        "fork-bomb" => fork_bomb(code(&args)),
+        "mem-hog" => {
+            let mib = arg(2).parse().unwrap_or_else(|_| usage());
+            signal_loop(code(&args), |sig| match sig {
+                // SAFETY: the orphan only allocates, prints and exits.
+                libc::SIGUSR1 => double_fork(|| {
+                    hog(mib);
+                    say("hog survived");
+                    unsafe { libc::_exit(0) }
+                }),
+                libc::SIGUSR2 => {
+                    hog(mib);
+                    say("app survived");
+                }
+                _ => {}
+            })
+        }
+        "shm-fill" => shm_fill(code(&args), arg(2)),
+        "reexec" => reexec(&args),
+        "regroup" => regroup(code(&args)),
+        "client" => client(arg(1), arg(2)),
+        "crowd" => {
+            let n: usize = arg(2).parse().unwrap_or_else(|_| usage());
+            // None: never; SIGTERM stays blocked.
+            let ms: Option<u64> = (arg(3) != "never").then(|| arg(3).parse().unwrap_or_else(|_| usage()));
+            let dir = std::path::PathBuf::from(arg(4));
+            // Blocked before the forks, so that no orphan can die of a SIGTERM that comes
+            // before it is ready for it (the shutdown may start as soon as this process exits).
+            let set = block(&[libc::SIGTERM]);
+            for _ in 0..n {
+                double_fork(|| {
+                    let _ = std::fs::write(dir.join(format!("started-{}", std::process::id())), b"");
+                    let Some(ms) = ms else {
+                        loop {
+                            // SAFETY: pause has no preconditions.
+                            unsafe { libc::pause() };
+                        }
+                    };
+                    next_signal(&set);
+                    std::thread::sleep(Duration::from_millis(ms));
+                    let _ = std::fs::write(dir.join(format!("done-{}", std::process::id())), b"");
+                    // SAFETY: ends the orphan without running the app's exit handlers.
+                    unsafe { libc::_exit(0) }
+                });
+            }
+            say(&format!("crowd {n}"));
+            std::process::exit(code(&args))
+        }
         _ => usage(),
     }
+}
+
+/// The exit code the loop subcommands take as their first argument.
+fn code(args: &[String]) -> i32 {
+    args.get(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| usage())
 }
 
 fn usage() -> ! {
@@ -410,4 +491,280 @@ fn describe() {
         "no"
     };
     say(&format!("foreground {fg}"));
+}
+
+/// The loop the exhaustion and fault subcommands end in (see the header).
+fn signal_loop(code: i32, mut action: impl FnMut(i32)) -> ! {
+    let set = block(&catchable());
+    say("ready");
+    loop {
+        let sig = next_signal(&set);
+        say(&format!("got {sig}"));
+        match sig {
+            libc::SIGTERM => std::process::exit(code),
+            libc::SIGHUP => {
+                // SAFETY: the orphan exits at once.
+                double_fork(|| unsafe { libc::_exit(0) });
+                say("orphaned");
+            }
+            _ => action(sig),
+        }
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn fd_hog(code: i32, socket: &str) {
+    let mut held: Vec<Fd> = Vec::new();
+    let mut conns: Vec<std::os::unix::net::UnixStream> = Vec::new();
+    signal_loop(code, |sig| match sig {
+        libc::SIGUSR1 => {
+            let fail = loop {
+                // SAFETY: opens a descriptor this process owns (through `Fd`).
+                let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+                if fd < 0 {
+                    break errno();
+                }
+                held.push(Fd(fd));
+            };
+            say(&format!(
+                "opened {} {}",
+                held.len(),
+                if fail == libc::EMFILE { "EMFILE" } else { "other" }
+            ));
+            held.truncate(held.len().saturating_sub(40));
+            conns.extend((0..40).map_while(|_| std::os::unix::net::UnixStream::connect(socket).ok()));
+            say(&format!("connected {}", conns.len()));
+            // A process of the app's own tree is refused, with a reason, however it came.
+            if let Some(first) = conns.first_mut() {
+                let mut reply = Vec::new();
+                let _ = first.set_read_timeout(Some(Duration::from_secs(30)));
+                let _ = first.write_all(b"{\"method\":\"io.husk.Diag.Status\"}\0");
+                let _ = std::io::Read::read_to_end(first, &mut reply);
+                let refused = String::from_utf8_lossy(&reply).contains("io.husk.Diag.PermissionDenied");
+                say(if refused { "refused" } else { "not refused" });
+            }
+        }
+        libc::SIGUSR2 => {
+            held.clear();
+            conns.clear();
+            say("released");
+        }
+        _ => {}
+    })
+}
+
+/// At most 2^BOMB_DEPTH processes even if nothing stopped the bomb.
+const BOMB_DEPTH: u32 = 10;
+
+fn fork_bomb(code: i32) {
+    // While the bomb runs: the gate's write end (closing it lets every bomber exit), the report
+    // pipe's read end, and how many reports were read so far.
+    let mut bomb: Option<(Fd, Fd, usize)> = None;
+    signal_loop(code, |sig| match sig {
+        libc::SIGUSR1 if bomb.is_none() => {
+            let (gate_r, gate_w) = pipe();
+            let (report_r, report_w) = pipe();
+            let (gate, report, gate_w_raw) = (gate_r.0, report_w.0, gate_w.0);
+            // The first bomber is an orphan of the shim, like every bomber once its parent exits.
+            double_fork(|| {
+                // SAFETY: closes this copy of the gate's write end, so that the bombers see EOF
+                // once the app closes its own.
+                unsafe { libc::close(gate_w_raw) };
+                bomber(gate, report)
+            });
+            drop((gate_r, report_w));
+            // Each bomber reports once: F when a fork failed, D when it did all its forks.
+            let mut reports = 0;
+            let mut byte = [0u8; 1];
+            while read_byte(&report_r, &mut byte) {
+                reports += 1;
+                if byte[0] == b'F' {
+                    break;
+                }
+            }
+            say(if byte[0] == b'F' { "saturated" } else { "unbounded" });
+            bomb = Some((gate_w, report_r, reports));
+        }
+        libc::SIGUSR2 => {
+            if let Some((gate_w, report_r, mut reports)) = bomb.take() {
+                drop(gate_w);
+                // EOF once every bomber (each holds the report pipe) has exited.
+                let mut byte = [0u8; 1];
+                while read_byte(&report_r, &mut byte) {
+                    reports += 1;
+                }
+                say(&format!("bombers {reports}"));
+            }
+        }
+        _ => {}
+    })
+}
+
+fn read_byte(fd: &Fd, byte: &mut [u8; 1]) -> bool {
+    // SAFETY: reads one byte into a live buffer from a descriptor this process owns.
+    unsafe { libc::read(fd.0, byte.as_mut_ptr().cast(), 1) == 1 }
+}
+
+fn bomber(gate: i32, report: i32) -> ! {
+    let mut remaining = BOMB_DEPTH;
+    let mut failed = false;
+    while remaining > 0 {
+        remaining -= 1;
+        // SAFETY: single-threaded; parent and child both carry on with this loop.
+        if unsafe { libc::fork() } < 0 {
+            failed = true;
+            break;
+        }
+    }
+    let mut byte = [0u8; 1];
+    // SAFETY: one byte written to and read from descriptors inherited from the app.
+    unsafe {
+        libc::write(report, if failed { b"F" } else { b"D" }.as_ptr().cast(), 1);
+        libc::read(gate, byte.as_mut_ptr().cast(), 1);
+        libc::_exit(0)
+    }
+}
+
+/// Allocates `mib` MiB and writes to every page, so that all of it is really charged.
+fn hog(mib: usize) {
+    let mut chunks = Vec::new();
+    for _ in 0..mib {
+        chunks.push(vec![1u8; 1 << 20]);
+    }
+    std::hint::black_box(&chunks);
+}
+
+/// At most this many files, whatever the file system holds.
+const FILL_FILES: usize = 10_000;
+
+fn shm_fill(code: i32, dir: &str) {
+    let dir = std::path::PathBuf::from(dir);
+    let mut files = Vec::new();
+    signal_loop(code, |sig| match sig {
+        libc::SIGUSR1 => {
+            // Data first (64 KiB files until a write fails), then empty files until no inode is
+            // left.
+            let block = vec![0u8; 64 * 1024];
+            let mut bytes = 0;
+            for empty in [false, true] {
+                while files.len() < FILL_FILES {
+                    let path = dir.join(format!("fill-{}", files.len()));
+                    let Ok(mut file) = std::fs::File::create(&path) else {
+                        break;
+                    };
+                    files.push(path);
+                    if !empty {
+                        match file.write(&block) {
+                            Ok(n) if n == block.len() => bytes += n,
+                            Ok(n) => {
+                                bytes += n;
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            say(&format!("full {bytes} {}", files.len()));
+        }
+        libc::SIGUSR2 => {
+            for path in files.drain(..) {
+                let _ = std::fs::remove_file(path);
+            }
+            say("emptied");
+        }
+        _ => {}
+    })
+}
+
+/// `reexec CODE N [again]`: the first run blocks every signal (the mask survives exec, so a
+/// signal sent during the execs waits for the loop) and prints "start".
+fn reexec(args: &[String]) {
+    let left: u32 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage());
+    if args.get(3).map(String::as_str) != Some("again") {
+        block(&catchable());
+        say("start");
+    }
+    if left == 0 {
+        signal_loop(code(args), |_| {});
+    }
+    let next = [
+        "husk-helper".to_string(),
+        "reexec".to_string(),
+        args[1].clone(),
+        (left - 1).to_string(),
+        "again".to_string(),
+    ];
+    let next: Vec<std::ffi::CString> = next
+        .iter()
+        .map(|a| std::ffi::CString::new(a.as_str()).unwrap())
+        .collect();
+    let mut argv: Vec<*const libc::c_char> = next.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    // SAFETY: argv is a NULL-terminated array of C strings that outlive the call. Not
+    // std's Command::exec, which would reset the signal mask.
+    unsafe { libc::execv(c"/proc/self/exe".as_ptr(), argv.as_ptr()) };
+    eprintln!("husk-helper: exec: {}", std::io::Error::last_os_error());
+    std::process::exit(4)
+}
+
+fn regroup(code: i32) {
+    let set = block(&catchable());
+    // SAFETY: single-threaded fork; the grandchild only moves to its own group and reports.
+    let grandchild = unsafe { libc::fork() };
+    if grandchild == 0 {
+        // SAFETY: setpgid on this process.
+        unsafe { libc::setpgid(0, 0) };
+        loop {
+            let sig = next_signal(&set);
+            say(&format!("grandchild got {sig}"));
+            if sig == libc::SIGTERM {
+                std::process::exit(0);
+            }
+        }
+    }
+    // Also from this side, so the group exists before anything below joins it.
+    // SAFETY: setpgid on our own child.
+    unsafe { libc::setpgid(grandchild, grandchild) };
+    signal_loop(code, |sig| match sig {
+        libc::SIGUSR1 => {
+            // SAFETY: joins the grandchild's group, in this process's session.
+            if unsafe { libc::setpgid(0, grandchild) } != 0 {
+                say(&format!("setpgid failed {}", errno()));
+            }
+            // SAFETY: getpgrp has no preconditions.
+            say(&format!("pgid {}", unsafe { libc::getpgrp() }));
+        }
+        libc::SIGUSR2 => {
+            // SAFETY: setsid on this process (no longer a group leader after USR1).
+            if unsafe { libc::setsid() } < 0 {
+                say(&format!("setsid failed {}", errno()));
+            }
+            // SAFETY: getsid has no preconditions.
+            say(&format!("sid {}", unsafe { libc::getsid(0) }));
+        }
+        _ => {}
+    })
+}
+
+fn client(socket: &str, mode: &str) {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap_or_else(|e| {
+        eprintln!("husk-helper: connect {socket}: {e}");
+        std::process::exit(3)
+    });
+    let request = b"{\"method\":\"io.husk.Diag.ListProcesses\"}\0";
+    let bytes = match mode {
+        "partial" => request[..request.len() / 2].to_vec(),
+        "flood" => request.repeat(300),
+        _ => usage(),
+    };
+    stream.write_all(&bytes).unwrap();
+    say("sent");
+    loop {
+        // SAFETY: pause has no preconditions.
+        unsafe { libc::pause() };
+    }
 }
