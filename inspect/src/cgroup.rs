@@ -39,8 +39,8 @@ pub fn parse_membership(text: &str) -> (Option<String>, BTreeMap<String, String>
 }
 
 /// Joins a cgroup path under the mount, refusing `..` (the path comes from /proc, but a
-/// process in another cgroup namespace may see odd ones).
-fn under(base: &str, path: &str) -> Option<String> {
+/// process in another cgroup namespace may see odd ones). Public for the fuzz targets.
+pub fn under(base: &str, path: &str) -> Option<String> {
     if path.split('/').any(|p| p == "..") {
         return None;
     }

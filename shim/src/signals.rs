@@ -89,10 +89,15 @@ impl Sig {
             return Ok(sig);
         }
         let realtime = |rest: &str, base: i32, sign: i32| -> Option<Sig> {
-            let offset = if rest.is_empty() {
+            // The offset is a small unsigned number: parsed as i32, `RTMIN+2147483647` overflowed
+            // the sum (found by fuzzing), and a sign of its own (`RTMAX--3`) never meant anything.
+            let offset: i32 = if rest.is_empty() {
                 0
             } else {
-                rest.strip_prefix(if sign > 0 { '+' } else { '-' })?.parse().ok()?
+                rest.strip_prefix(if sign > 0 { '+' } else { '-' })?
+                    .parse::<u8>()
+                    .ok()?
+                    .into()
             };
             let n = base + sign * offset;
             (rtmin()..=MAX).contains(&n).then_some(Sig(n))
@@ -143,6 +148,14 @@ mod tests {
         assert!(Sig::parse("65").is_err());
         assert!(Sig::parse("BOGUS").is_err());
         assert!(Sig::parse("RTMAX+1").is_err());
+    }
+
+    /// Found by the `scalars` fuzz target: the offset overflowed the sum.
+    #[test]
+    fn huge_realtime_offsets_are_refused() {
+        assert!(Sig::parse("RTMIN+2147483647").is_err());
+        assert!(Sig::parse("RTMAX--2147483648").is_err());
+        assert!(Sig::parse("RTMAX--3").is_err());
     }
 
     #[test]
