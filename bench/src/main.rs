@@ -6,12 +6,17 @@
 //! namespace, as it does in a container. Needs root.
 //!
 //! usage: husk-bench [--quick] [--report PATH]
+//!        husk-bench soak [--minutes N]
 //!   --quick   a smoke run (few rounds) so the harness cannot rot; its figures mean little
 //!   --report  also write the markdown report to PATH
+//!   soak      the soak test (see soak.rs) for N minutes, default 60; not a benchmark
 
+mod load;
 mod measure;
 mod pid1;
+mod procfs;
 mod report;
+mod soak;
 
 use std::path::{Path, PathBuf};
 
@@ -84,6 +89,19 @@ fn main() {
             );
             std::process::exit(2);
         }
+    }
+    if args.first().is_some_and(|a| a == "soak") {
+        let minutes = match args.iter().position(|a| a == "--minutes").map(|i| args.get(i + 1)) {
+            None => 60.0,
+            Some(n) => n
+                .and_then(|n| n.parse::<f64>().ok())
+                .filter(|n| *n > 0.0)
+                .unwrap_or_else(|| {
+                    eprintln!("husk-bench: soak: --minutes needs a positive number");
+                    std::process::exit(2)
+                }),
+        };
+        std::process::exit(soak::run(&settings, minutes));
     }
     let true_static = measure::build_true_static(&settings.work_dir);
 

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::pid1::{self, Pid1};
+use crate::procfs::{children, state, status_field};
 use crate::{Init, Settings};
 
 /// Samples of one init for one metric.
@@ -77,23 +78,6 @@ pub struct Idle {
     pub pss_kb: u64,
     pub switches: u64,
     pub window: Duration,
-}
-
-fn status_field(pid: i32, file: &str, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key).map(|v| {
-                v.trim_start_matches(':')
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("0")
-                    .to_string()
-            })
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn switches(pid: i32) -> u64 {
@@ -257,17 +241,4 @@ fn wait_until(mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "benchmark step did not complete in 120 s");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn state(pid: i32) -> Option<char> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    text.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
-}
-
-fn children(pid: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
 }
