@@ -81,7 +81,11 @@ fn main() {
     };
 
     let shim = settings.bin_dir.join("shim");
-    for needed in [shim.clone(), settings.bin_dir.join("husk-helper")] {
+    for needed in [
+        shim.clone(),
+        settings.bin_dir.join("husk-helper"),
+        settings.bin_dir.join("probe"),
+    ] {
         if !needed.exists() {
             eprintln!(
                 "husk-bench: {} is missing; run scripts/bench (it builds the static binaries)",
@@ -107,7 +111,8 @@ fn main() {
 
     // Like for like with the peers, which confine nothing: husk with its policy switched off.
     // The diagnostics socket stays on (it is on by default), at a path of the benchmark's own.
-    let socket = settings.work_dir.join("husk.sock").display().to_string();
+    let socket_path = settings.work_dir.join("husk.sock");
+    let socket = socket_path.display().to_string();
     let husk = Init {
         name: "husk",
         prefix: [shim.display().to_string(), "--diag-socket".into(), socket.clone()]
@@ -157,9 +162,17 @@ fn main() {
     eprintln!("zombie reaping...");
     report.reaping(measure::reaping(&inits, &settings));
     eprintln!("signal forwarding latency...");
-    report.latency(measure::latency(&inits, &settings));
+    let idle_latency = measure::latency(&inits, &settings);
+    // Items that only husk has: its diagnostics socket.
+    let husk = &inits[0];
+    report.latency(&idle_latency);
+    eprintln!("signal forwarding latency under diagnostics load...");
+    let loaded = measure::latency_under_load(husk, &socket_path, 50, &settings);
+    report.latency_under_load(&idle_latency, loaded);
     eprintln!("shutdown...");
     report.shutdown(measure::shutdown(&inits, &settings));
+    eprintln!("probe ps...");
+    report.probe_ps(measure::probe_ps(husk, &socket_path, &settings));
 
     let text = report.render();
     print!("{text}");
