@@ -33,7 +33,9 @@
 //!                             generations of itself (`orphans-exit 10`) so that about RATE orphans
 //!                             a second reach PID 1, printing "orphans TOTAL" after each; prints
 //!                             "sig N" for every signal it receives; on SIGHUP stops starting
-//!                             generations and prints "stopped TOTAL"; exits 0 on SIGTERM
+//!                             generations and prints "stopped TOTAL"; exits 0 on the first SIGTERM
+//!                             after that (before it, SIGTERM is acknowledged like any other
+//!                             signal, so that a stray one cannot end an hour's run)
 
 #![no_main]
 
@@ -482,16 +484,14 @@ fn soak_app(rate: u64) {
     let total = generations.join().unwrap_or(0);
     say(&format!("stopped {total}"));
     acknowledge_until(&set, libc::SIGTERM);
+    std::process::exit(0);
 }
 
-/// Prints "sig N" for every signal until `last` has arrived; SIGTERM exits at once.
+/// Prints "sig N" for every signal until `last` has arrived.
 fn acknowledge_until(set: &libc::sigset_t, last: i32) {
     loop {
         let sig = next_signal(set);
         say(&format!("sig {sig}"));
-        if sig == libc::SIGTERM {
-            std::process::exit(0);
-        }
         if sig == last {
             return;
         }
