@@ -56,6 +56,11 @@ fn spawn(argv: &[String], capture: bool, own_proc: bool) -> Pid1 {
                 libc::_exit(120);
             }
             let init = libc::fork();
+            if init < 0 {
+                // Report nothing: the benchmark's read of the pid fails, rather than getting -1
+                // and later signalling every process on the machine with kill(-1, …).
+                libc::_exit(122);
+            }
             if init == 0 {
                 // proc shows the PID namespace of whoever mounts it: PID 1 itself, here. The
                 // mount stays private to the new mount namespace.
@@ -155,6 +160,8 @@ pub fn wait(outer: i32) -> i32 {
 }
 
 pub fn kill(pid: i32, sig: i32) {
+    // 0 and negative numbers name process groups or everything: never what is meant here.
+    assert!(pid > 0, "refusing to send signal {sig} to pid {pid}");
     // SAFETY: kill takes two integers.
     unsafe { libc::kill(pid, sig) };
 }
