@@ -128,6 +128,9 @@ pub fn time_run(args: &[CString]) -> Duration {
         unsafe {
             libc::unshare(libc::CLONE_NEWPID);
             let init = libc::fork();
+            if init < 0 {
+                libc::_exit(122);
+            }
             if init == 0 {
                 libc::execv(ptrs[0], ptrs.as_ptr());
                 libc::_exit(127);
