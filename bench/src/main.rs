@@ -6,12 +6,17 @@
 //! namespace, as it does in a container. Needs root.
 //!
 //! usage: husk-bench [--quick] [--report PATH]
+//!        husk-bench soak [--minutes N]
 //!   --quick   a smoke run (few rounds) so the harness cannot rot; its figures mean little
 //!   --report  also write the markdown report to PATH
+//!   soak      the soak test (see soak.rs) for N minutes, default 60; not a benchmark
 
+mod load;
 mod measure;
 mod pid1;
+mod procfs;
 mod report;
+mod soak;
 
 use std::path::{Path, PathBuf};
 
@@ -76,7 +81,11 @@ fn main() {
     };
 
     let shim = settings.bin_dir.join("shim");
-    for needed in [shim.clone(), settings.bin_dir.join("husk-helper")] {
+    for needed in [
+        shim.clone(),
+        settings.bin_dir.join("husk-helper"),
+        settings.bin_dir.join("probe"),
+    ] {
         if !needed.exists() {
             eprintln!(
                 "husk-bench: {} is missing; run scripts/bench (it builds the static binaries)",
@@ -85,11 +94,25 @@ fn main() {
             std::process::exit(2);
         }
     }
+    if args.first().is_some_and(|a| a == "soak") {
+        let minutes = match args.iter().position(|a| a == "--minutes").map(|i| args.get(i + 1)) {
+            None => 60.0,
+            Some(n) => n
+                .and_then(|n| n.parse::<f64>().ok())
+                .filter(|n| *n > 0.0)
+                .unwrap_or_else(|| {
+                    eprintln!("husk-bench: soak: --minutes needs a positive number");
+                    std::process::exit(2)
+                }),
+        };
+        std::process::exit(soak::run(&settings, minutes));
+    }
     let true_static = measure::build_true_static(&settings.work_dir);
 
     // Like for like with the peers, which confine nothing: husk with its policy switched off.
     // The diagnostics socket stays on (it is on by default), at a path of the benchmark's own.
-    let socket = settings.work_dir.join("husk.sock").display().to_string();
+    let socket_path = settings.work_dir.join("husk.sock");
+    let socket = socket_path.display().to_string();
     let husk = Init {
         name: "husk",
         prefix: [shim.display().to_string(), "--diag-socket".into(), socket.clone()]
@@ -139,9 +162,17 @@ fn main() {
     eprintln!("zombie reaping...");
     report.reaping(measure::reaping(&inits, &settings));
     eprintln!("signal forwarding latency...");
-    report.latency(measure::latency(&inits, &settings));
+    let idle_latency = measure::latency(&inits, &settings);
+    // Items that only husk has: its diagnostics socket.
+    let husk = &inits[0];
+    report.latency(&idle_latency);
+    eprintln!("signal forwarding latency under diagnostics load...");
+    let loaded = measure::latency_under_load(husk, &socket_path, 50, &settings);
+    report.latency_under_load(&idle_latency, loaded);
     eprintln!("shutdown...");
     report.shutdown(measure::shutdown(&inits, &settings));
+    eprintln!("probe ps...");
+    report.probe_ps(measure::probe_ps(husk, &socket_path, &settings));
 
     let text = report.render();
     print!("{text}");

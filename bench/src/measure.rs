@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::load::{self, Clients, Outcome, Tally};
 use crate::pid1::{self, Pid1};
+use crate::procfs::{children, state, status_field};
 use crate::{Init, Settings};
 
 /// Samples of one init for one metric.
@@ -79,23 +81,6 @@ pub struct Idle {
     pub window: Duration,
 }
 
-fn status_field(pid: i32, file: &str, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key).map(|v| {
-                v.trim_start_matches(':')
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("0")
-                    .to_string()
-            })
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn switches(pid: i32) -> u64 {
     status_field(pid, "status", "voluntary_ctxt_switches") + status_field(pid, "status", "nonvoluntary_ctxt_switches")
 }
@@ -162,15 +147,25 @@ pub fn reaping(inits: &[Init], settings: &Settings) -> (usize, Vec<Samples>) {
     (n, samples)
 }
 
-/// Signal forwarding latency: USR1 to PID 1 until the app has it, in microseconds, all inits
-/// running side by side and taking turns. Returns the samples and how many signals were lost.
-pub fn latency(inits: &[Init], settings: &Settings) -> Vec<(Samples, usize)> {
+/// An app under an init that prints when each SIGUSR1 reached it.
+struct LatencyApp<'a> {
+    init: &'a Init,
+    run: Pid1,
+    lines: mpsc::Receiver<String>,
+}
+
+/// `start` is `pid1::start`, or `pid1::start_with_proc` when what the shim reads from /proc
+/// matters.
+fn start_latency_apps<'a>(
+    inits: &'a [Init],
+    settings: &Settings,
+    start: fn(&[String], bool) -> Pid1,
+) -> Vec<LatencyApp<'a>> {
     let app = vec![settings.helper(), "latency".into()];
-    let count = settings.rounds(400, 20);
     let mut running = Vec::new();
     for init in inits {
-        let mut run = pid1::start(&init.argv(&app), true);
-        let (tx, rx) = mpsc::channel::<String>();
+        let mut run = start(&init.argv(&app), true);
+        let (tx, lines) = mpsc::channel::<String>();
         let out = run.stdout.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -180,19 +175,24 @@ pub fn latency(inits: &[Init], settings: &Settings) -> Vec<(Samples, usize)> {
             }
         });
         assert_eq!(
-            rx.recv_timeout(Duration::from_secs(10)).ok().as_deref(),
+            lines.recv_timeout(Duration::from_secs(10)).ok().as_deref(),
             Some("ready"),
             "{}: app not ready",
             init.name
         );
-        running.push((init, run, rx));
+        running.push(LatencyApp { init, run, lines });
     }
-    let mut results: Vec<(Samples, usize)> = inits
+    running
+}
+
+/// `count` rounds of one USR1 to each init in turn; the samples (µs) and the signals lost.
+fn measure_latency(running: &[LatencyApp], count: usize) -> Vec<(Samples, usize)> {
+    let mut results: Vec<(Samples, usize)> = running
         .iter()
-        .map(|i| {
+        .map(|a| {
             (
                 Samples {
-                    name: i.name,
+                    name: a.init.name,
                     values: Vec::new(),
                 },
                 0,
@@ -202,11 +202,12 @@ pub fn latency(inits: &[Init], settings: &Settings) -> Vec<(Samples, usize)> {
     for round in 0..count {
         for k in 0..running.len() {
             let i = (round + k) % running.len();
-            let (_, run, rx) = &running[i];
+            let app = &running[i];
             std::thread::sleep(Duration::from_millis(2));
             let sent = pid1::monotonic_ns();
-            pid1::kill(run.init, libc::SIGUSR1);
-            match rx
+            pid1::kill(app.run.init, libc::SIGUSR1);
+            match app
+                .lines
                 .recv_timeout(Duration::from_secs(1))
                 .ok()
                 .and_then(|l| l.parse::<u128>().ok())
@@ -216,11 +217,140 @@ pub fn latency(inits: &[Init], settings: &Settings) -> Vec<(Samples, usize)> {
             }
         }
     }
-    for (_, run, _) in &running {
-        pid1::kill(run.init, libc::SIGTERM);
-        pid1::wait(run.outer);
-    }
     results
+}
+
+fn stop_latency_apps(running: Vec<LatencyApp>) {
+    for app in &running {
+        pid1::kill(app.run.init, libc::SIGTERM);
+        pid1::wait(app.run.outer);
+    }
+}
+
+/// Signal forwarding latency: USR1 to PID 1 until the app has it, in microseconds, all inits
+/// running side by side and taking turns. Returns the samples and how many signals were lost.
+pub fn latency(inits: &[Init], settings: &Settings) -> Vec<(Samples, usize)> {
+    let running = start_latency_apps(inits, settings, pid1::start);
+    let results = measure_latency(&running, settings.rounds(400, 20));
+    stop_latency_apps(running);
+    results
+}
+
+/// Signal forwarding latency of husk while `clients` clients hammer its diagnostics socket.
+pub struct UnderLoad {
+    pub clients: usize,
+    pub latency: Samples,
+    pub lost: usize,
+    /// Requests answered (and failed) while the signals were being timed.
+    pub load: Tally,
+    pub window: Duration,
+}
+
+/// As `latency`, for husk alone, with `clients` threads of this process asking its socket for
+/// Status and ListProcesses as fast as it answers. The clients compete with everything else
+/// for the machine's CPUs, as they would in a container. The namespace has its own /proc, as a
+/// container has, so ListProcesses lists the namespace's few processes, not the host's.
+pub fn latency_under_load(husk: &Init, socket: &Path, clients: usize, settings: &Settings) -> UnderLoad {
+    let running = start_latency_apps(std::slice::from_ref(husk), settings, pid1::start_with_proc);
+    let hammer = Clients::hammer(socket, clients);
+    wait_until(|| hammer.tally().served >= clients as u64);
+    let before = hammer.tally();
+    let started = Instant::now();
+    let (latency, lost) = measure_latency(&running, settings.rounds(400, 20))
+        .pop()
+        .expect("one init measured");
+    let window = started.elapsed();
+    let after = hammer.stop();
+    stop_latency_apps(running);
+    UnderLoad {
+        clients,
+        latency,
+        lost,
+        load: Tally {
+            served: after.served - before.served,
+            errors: after.errors - before.errors,
+            aborted: 0,
+        },
+        window,
+    }
+}
+
+/// `probe ps` against husk with a given number of processes in its PID namespace, in
+/// milliseconds: the whole `probe ps` invocation (table to /dev/null), the varlink
+/// ListProcesses call alone from this process, and `probe ps` with no shim to ask (standalone,
+/// reading the namespace's /proc itself).
+pub struct PsTimes {
+    pub processes: usize,
+    pub probe: Vec<f64>,
+    pub call: Vec<f64>,
+    pub standalone: Vec<f64>,
+}
+
+pub fn probe_ps(husk: &Init, socket: &Path, settings: &Settings) -> Vec<PsTimes> {
+    [(10, settings.rounds(200, 5)), (2000, settings.rounds(50, 3))]
+        .into_iter()
+        .map(|(n, rounds)| probe_ps_with(n, rounds, husk, socket, settings))
+        .collect()
+}
+
+fn probe_ps_with(processes: usize, rounds: usize, husk: &Init, socket: &Path, settings: &Settings) -> PsTimes {
+    // The shim and the app are two of the namespace's processes; the app's children the rest.
+    let app = vec![settings.helper(), "sleepers".into(), (processes - 2).to_string()];
+    let mut run = pid1::start_with_proc(&husk.argv(&app), true);
+    let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
+    assert!(lines
+        .next()
+        .and_then(|l| l.ok())
+        .is_some_and(|l| l.starts_with("ready")));
+    let socket_text = socket.display().to_string();
+    let list = || match load::ask(&socket_text, "io.husk.Diag.ListProcesses", serde_json::json!({})) {
+        Outcome::Served(v) => v["processes"].as_array().map_or(0, Vec::len),
+        _ => 0,
+    };
+    wait_until(|| list() == processes);
+
+    // Both `probe` runs start in the namespace's mount namespace, so that they differ only in
+    // where the answer comes from: the standalone one then reads the namespace's own /proc.
+    let mnt_ns = std::fs::File::open(format!("/proc/{}/ns/mnt", run.init)).expect("open the mount namespace");
+    let probe = settings.bin_dir.join("probe");
+    let time_probe = |address: &str| {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let ns = mnt_ns.as_raw_fd();
+        let mut command = std::process::Command::new(&probe);
+        command
+            .args(["--socket", address, "ps"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: setns is a single system call, safe between fork and exec.
+        unsafe {
+            command.pre_exec(move || match libc::setns(ns, libc::CLONE_NEWNS) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            });
+        }
+        let start = Instant::now();
+        let status = command.status().expect("run probe");
+        assert!(status.success(), "probe ps failed: {status}");
+        start.elapsed().as_secs_f64() * 1e3
+    };
+    let no_shim = settings.work_dir.join("no-shim.sock").display().to_string();
+    let mut times = PsTimes {
+        processes,
+        probe: Vec::new(),
+        call: Vec::new(),
+        standalone: Vec::new(),
+    };
+    for _ in 0..rounds {
+        times.probe.push(time_probe(&socket_text));
+        let start = Instant::now();
+        assert_eq!(list(), processes, "ListProcesses lists the namespace's processes");
+        times.call.push(start.elapsed().as_secs_f64() * 1e3);
+        times.standalone.push(time_probe(&no_shim));
+    }
+    pid1::kill(run.init, libc::SIGTERM);
+    pid1::wait(run.outer);
+    times
 }
 
 /// Shutdown: SIGTERM to PID 1 until it has exited, with an app that exits at once on TERM.
@@ -257,17 +387,4 @@ fn wait_until(mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "benchmark step did not complete in 120 s");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn state(pid: i32) -> Option<char> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    text.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
-}
-
-fn children(pid: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
 }

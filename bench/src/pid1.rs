@@ -28,6 +28,17 @@ fn pipe() -> (RawFd, RawFd) {
 /// Starts `argv` as PID 1 of a new PID namespace. With `capture`, the app's stdout is a pipe
 /// the caller reads.
 pub fn start(argv: &[String], capture: bool) -> Pid1 {
+    spawn(argv, capture, false)
+}
+
+/// Like `start`, and the new namespace also gets a mount namespace with its own /proc, as in a
+/// container: what the shim's diagnostics read from /proc is then the namespace's processes,
+/// not the whole host's.
+pub fn start_with_proc(argv: &[String], capture: bool) -> Pid1 {
+    spawn(argv, capture, true)
+}
+
+fn spawn(argv: &[String], capture: bool, own_proc: bool) -> Pid1 {
     let args: Vec<CString> = argv.iter().map(|a| CString::new(a.as_str()).unwrap()).collect();
     let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
@@ -37,13 +48,40 @@ pub fn start(argv: &[String], capture: bool) -> Pid1 {
     let outer = unsafe { libc::fork() };
     assert!(outer >= 0, "fork");
     if outer == 0 {
-        // SAFETY: between fork and exec: unshare, fork, dup2, execv, write, waitpid, _exit only.
+        // SAFETY: between fork and exec: unshare, fork, mount, dup2, execv, write, waitpid,
+        // _exit only, on strings built before the fork.
         unsafe {
-            if libc::unshare(libc::CLONE_NEWPID) != 0 {
+            let flags = libc::CLONE_NEWPID | if own_proc { libc::CLONE_NEWNS } else { 0 };
+            if libc::unshare(flags) != 0 {
                 libc::_exit(120);
             }
             let init = libc::fork();
+            if init < 0 {
+                // Report nothing: the benchmark's read of the pid fails, rather than getting -1
+                // and later signalling every process on the machine with kill(-1, …).
+                libc::_exit(122);
+            }
             if init == 0 {
+                // proc shows the PID namespace of whoever mounts it: PID 1 itself, here. The
+                // mount stays private to the new mount namespace.
+                if own_proc
+                    && (libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) != 0
+                        || libc::mount(
+                            c"proc".as_ptr(),
+                            c"/proc".as_ptr(),
+                            c"proc".as_ptr(),
+                            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                            std::ptr::null(),
+                        ) != 0)
+                {
+                    libc::_exit(121);
+                }
                 if let Some((_, w)) = out {
                     libc::dup2(w, 1);
                 }
@@ -90,6 +128,9 @@ pub fn time_run(args: &[CString]) -> Duration {
         unsafe {
             libc::unshare(libc::CLONE_NEWPID);
             let init = libc::fork();
+            if init < 0 {
+                libc::_exit(122);
+            }
             if init == 0 {
                 libc::execv(ptrs[0], ptrs.as_ptr());
                 libc::_exit(127);
@@ -122,6 +163,8 @@ pub fn wait(outer: i32) -> i32 {
 }
 
 pub fn kill(pid: i32, sig: i32) {
+    // 0 and negative numbers name process groups or everything: never what is meant here.
+    assert!(pid > 0, "refusing to send signal {sig} to pid {pid}");
     // SAFETY: kill takes two integers.
     unsafe { libc::kill(pid, sig) };
 }

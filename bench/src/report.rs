@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::measure::{Idle, Samples};
+use crate::measure::{Idle, PsTimes, Samples, UnderLoad};
 use crate::{Init, Settings};
 
 pub struct Report {
@@ -170,13 +170,13 @@ impl Report {
         }
     }
 
-    pub fn latency(&mut self, results: Vec<(Samples, usize)>) {
+    pub fn latency(&mut self, results: &[(Samples, usize)]) {
         let mut out = String::from("### Signal forwarding latency, idle (SIGUSR1 to PID 1 until the app has it)\n\n| init | median µs | p99 µs | lost | husk ÷ init (median) |\n|---|---:|---:|---:|---:|\n");
         let husk = results
             .iter()
             .find(|(s, _)| s.name == "husk")
             .map_or(f64::NAN, |(s, _)| median(&s.values));
-        for (s, lost) in &results {
+        for (s, lost) in results {
             let m = median(&s.values);
             let _ = writeln!(
                 out,
@@ -196,6 +196,88 @@ impl Report {
             "Signal latency, median (µs)".into(),
             format!("{husk:.0} (husk ÷ peer: {})", peers.join(", ")),
         ));
+    }
+
+    /// husk idle and under load, with the peers' idle figures (from `latency`) for reference.
+    pub fn latency_under_load(&mut self, idle: &[(Samples, usize)], loaded: UnderLoad) {
+        let per_second = loaded.load.served as f64 / loaded.window.as_secs_f64();
+        let mut out = format!(
+            "### Signal forwarding latency while {} clients hammer husk's diagnostics socket\n\n\
+             Each client is a thread of the benchmark asking Status and ListProcesses in turn, a new \
+             connection per request, as fast as it is answered (the shim serves 32 connections at once; \
+             the rest wait in its backlog). The namespace has its own /proc, as a container has. \
+             **The peers have no diagnostics socket**: their rows are the idle run above, for reference.\n\n\
+             | init | load | median µs | p99 µs | lost |\n|---|---|---:|---:|---:|\n",
+            loaded.clients
+        );
+        let row = |out: &mut String, name: &str, load: &str, s: &Samples, lost: usize| {
+            let _ = writeln!(
+                out,
+                "| {name} | {load} | {:.0} | {:.0} | {lost} |",
+                median(&s.values),
+                percentile(&s.values, 99.0)
+            );
+        };
+        if let Some((s, lost)) = idle.iter().find(|(s, _)| s.name == "husk") {
+            row(&mut out, "husk", "idle", s, *lost);
+        }
+        row(
+            &mut out,
+            "husk",
+            &format!(
+                "{} clients: {} requests served ({per_second:.0}/s), {} failed",
+                loaded.clients, loaded.load.served, loaded.load.errors
+            ),
+            &loaded.latency,
+            loaded.lost,
+        );
+        for (s, lost) in idle.iter().filter(|(s, _)| s.name != "husk") {
+            row(&mut out, s.name, "idle (no socket)", s, *lost);
+        }
+        self.sections.push(out);
+        self.headline.push((
+            format!(
+                "Signal latency under {} diagnostics clients, median (µs)",
+                loaded.clients
+            ),
+            format!(
+                "{:.0} (p99 {:.0}; {per_second:.0} requests/s served)",
+                median(&loaded.latency.values),
+                percentile(&loaded.latency.values, 99.0)
+            ),
+        ));
+    }
+
+    pub fn probe_ps(&mut self, times: Vec<PsTimes>) {
+        let mut out = String::from(
+            "### `probe ps` round trip (husk only: the peers have nothing to compare)\n\n\
+             The namespace has its own /proc and holds the shim, the app and the app's sleeping children. \
+             `probe ps`: the whole invocation, table output to /dev/null. ListProcesses: the varlink call \
+             alone, from the benchmark. Standalone: `probe ps` with no shim to ask, reading the namespace's \
+             /proc itself.\n\n\
+             | processes | probe ps median ms | p99 ms | ListProcesses median ms | p99 ms | standalone median ms | p99 ms |\n\
+             |---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for t in &times {
+            let _ = writeln!(
+                out,
+                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                t.processes,
+                median(&t.probe),
+                percentile(&t.probe, 99.0),
+                median(&t.call),
+                percentile(&t.call, 99.0),
+                median(&t.standalone),
+                percentile(&t.standalone, 99.0)
+            );
+        }
+        self.sections.push(out);
+        for t in &times {
+            self.headline.push((
+                format!("`probe ps` with {} processes, median (ms)", t.processes),
+                format!("{:.2} (standalone: {:.2})", median(&t.probe), median(&t.standalone)),
+            ));
+        }
     }
 
     pub fn shutdown(&mut self, samples: Vec<Samples>) {

@@ -5,7 +5,6 @@
 //! Exit codes: 0 ok/healthy, 1 unhealthy or the check failed, 2 usage error, 3 the shim could
 //! not be reached, 4 protocol or server error. `health --docker` maps every failure to 1.
 
-mod client;
 mod render;
 mod standalone;
 
@@ -13,7 +12,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use client::CallError;
+use husk_probe::client::{self, CallError};
 use serde_json::{json, Value};
 
 const OK: u8 = 0;

@@ -53,6 +53,15 @@
 //!   client SOCKET partial|flood
 //!                             connect to SOCKET; send half a request (partial) or 300 pipelined
 //!                             ListProcesses requests, never reading (flood); print "sent"; wait
+//!   sleepers N                start N children that wait for a signal, print "ready N", then wait
+//!                             for a signal (the diagnostics benchmark's crowded namespace)
+//!   soak-app RATE             the soak test's app, a wrapper that keeps starting short-lived
+//!                             generations of itself (`orphans-exit 10`) so that about RATE orphans
+//!                             a second reach PID 1, printing "orphans TOTAL" after each; prints
+//!                             "sig N" for every signal it receives; on SIGHUP stops starting
+//!                             generations and prints "stopped TOTAL"; exits 0 on the first SIGTERM
+//!                             after that (before it, SIGTERM is acknowledged like any other
+//!                             signal, so that a stray one cannot end an hour's run)
 
 #![no_main]
 
@@ -131,6 +140,8 @@ fn run(args: Vec<String>) {
                 }
             }
         }
+        "sleepers" => sleepers(arg(1).parse().unwrap_or_else(|_| usage())),
+        "soak-app" => soak_app(arg(1).parse().unwrap_or_else(|_| usage())),
         "sleep" => loop {
             // SAFETY: pause has no preconditions.
             unsafe { libc::pause() };
@@ -766,5 +777,80 @@ fn client(socket: &str, mode: &str) {
     loop {
         // SAFETY: pause has no preconditions.
         unsafe { libc::pause() };
+    }
+}
+
+fn sleepers(n: usize) {
+    for _ in 0..n {
+        // SAFETY: single-threaded; the child only waits for a signal.
+        match unsafe { libc::fork() } {
+            0 => loop {
+                // SAFETY: pause has no preconditions.
+                unsafe { libc::pause() };
+            },
+            pid if pid > 0 => {}
+            _ => panic!("fork failed"),
+        }
+    }
+    say(&format!("ready {n}"));
+    loop {
+        // SAFETY: pause has no preconditions.
+        unsafe { libc::pause() };
+    }
+}
+
+/// Orphans per generation: a generation is one fork and exec, so the orphans come in small
+/// batches rather than one process per orphan.
+const SOAK_BATCH: u64 = 10;
+
+fn soak_app(rate: u64) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    // Blocked before the generations thread starts, so that every signal waits for the main
+    // thread's sigwaitinfo (the generations themselves start with an empty mask).
+    let set = block(&catchable());
+    let stop = Arc::new(AtomicBool::new(false));
+    let generations = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let interval = Duration::from_secs_f64(SOAK_BATCH as f64 / rate.max(1) as f64);
+            let mut total = 0u64;
+            let mut next = std::time::Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                // /proc/self/exe: the binary this process started from, even if it has been
+                // rebuilt on disk since (the soak runs for an hour).
+                let out = std::process::Command::new("/proc/self/exe")
+                    .args(["orphans-exit", &SOAK_BATCH.to_string()])
+                    .stderr(std::process::Stdio::inherit())
+                    .output();
+                match out {
+                    Ok(o) if o.stdout == format!("created {SOAK_BATCH}\n").as_bytes() => {
+                        total += SOAK_BATCH;
+                        say(&format!("orphans {total}"));
+                    }
+                    other => eprintln!("husk-helper: soak-app: a generation failed: {other:?}"),
+                }
+                next = (next + interval).max(std::time::Instant::now());
+                std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+            }
+            total
+        })
+    };
+    acknowledge_until(&set, libc::SIGHUP);
+    stop.store(true, Ordering::Relaxed);
+    let total = generations.join().unwrap_or(0);
+    say(&format!("stopped {total}"));
+    acknowledge_until(&set, libc::SIGTERM);
+    std::process::exit(0);
+}
+
+/// Prints "sig N" for every signal until `last` has arrived.
+fn acknowledge_until(set: &libc::sigset_t, last: i32) {
+    loop {
+        let sig = next_signal(set);
+        say(&format!("sig {sig}"));
+        if sig == last {
+            return;
+        }
     }
 }
