@@ -28,8 +28,9 @@ const SIGNALFD_TOKEN: u64 = 0;
 const PIDFD_TOKEN_BASE: u64 = 1 << 32;
 /// How many descriptors `watch` leaves free when there are more leftovers than it may open.
 const FD_RESERVE: usize = 8;
-/// How many diagnostics events one wake-up handles before the loop looks at signals again.
-const DIAG_EVENTS_PER_WAKE: usize = 4;
+/// How many diagnostics events one wake-up handles before the loop looks at signals again: one,
+/// so that a signal waits for at most one request (another epoll_wait costs a microsecond).
+const DIAG_EVENTS_PER_WAKE: usize = 1;
 
 /// What the shim counts, for logs and the diagnostics socket.
 #[derive(Debug)]
@@ -200,9 +201,9 @@ impl Supervisor {
                 stats: &self.stats,
                 app_exit: self.app_exit.as_ref(),
             };
-            // A few client events per wake-up: the rest stay ready (epoll is level-triggered)
+            // One client event per wake-up: the rest stay ready (epoll is level-triggered)
             // and come back after the next look at the signalfd, so a crowd of clients costs
-            // signal forwarding at most a few requests' worth of delay.
+            // signal forwarding at most one request's worth of delay.
             let diag_events = events[..ready]
                 .iter()
                 .filter(|e| (crate::diag::TOKEN_FIRST..crate::diag::TOKEN_END).contains(&e.data()))
