@@ -11,8 +11,8 @@ use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use serde_json::json;
 
 use super::access::Peer;
-use super::health::Health;
 use super::methods::{self, Ctx, Outcome, Pending};
+use super::Work;
 use super::MAX_REPLY_BYTES;
 
 /// How much one wake-up reads from one client before giving others their turn.
@@ -88,7 +88,7 @@ impl Conn {
     }
 
     /// Makes progress; false when the connection should be closed.
-    pub fn on_event(&mut self, events: EpollFlags, ctx: &Ctx, health: &mut Health, timeout: Duration) -> bool {
+    pub fn on_event(&mut self, events: EpollFlags, ctx: &Ctx, work: &mut Work, timeout: Duration) -> bool {
         if events.contains(EpollFlags::EPOLLERR) {
             return false;
         }
@@ -107,7 +107,7 @@ impl Conn {
                 }
             }
             if let Some((pending, oneway)) = &self.waiting {
-                match methods::resume(pending, ctx, health) {
+                match methods::resume(pending, ctx, work) {
                     Some(reply) => {
                         let oneway = *oneway;
                         self.waiting = None;
@@ -133,7 +133,7 @@ impl Conn {
                 },
             };
             self.decoder.shrink();
-            self.handle(&message, ctx, health);
+            self.handle(&message, ctx, work);
         }
     }
 
@@ -200,7 +200,7 @@ impl Conn {
         self.out_pos = 0;
     }
 
-    fn handle(&mut self, message: &[u8], ctx: &Ctx, health: &mut Health) {
+    fn handle(&mut self, message: &[u8], ctx: &Ctx, work: &mut Work) {
         // A refused peer learns why on its first message, whatever it sent, and nothing else.
         if let Some(reason) = &self.peer.refused {
             self.queue(&Reply::error(
@@ -224,7 +224,7 @@ impl Conn {
                 return;
             }
         };
-        match methods::call(&call, ctx, &self.peer, health) {
+        match methods::call(&call, ctx, &self.peer, work) {
             Outcome::Reply(_) if call.oneway => {}
             Outcome::Reply(reply) => self.queue(&reply),
             Outcome::Wait(pending) => self.waiting = Some((pending, call.oneway)),

@@ -11,7 +11,7 @@ use husk_proto::{
 use serde_json::{json, Value};
 
 use super::access::Peer;
-use super::health::Health;
+use super::Work;
 use super::{Address, AppInfo, DiagConfig, View};
 
 pub struct Ctx<'a> {
@@ -29,10 +29,12 @@ impl Ctx<'_> {
     }
 }
 
-/// A call parked until health checks finish.
+/// A call parked until health checks or a process-table scan finish.
 pub enum Pending {
     Checks,
     RunCheck(String),
+    /// ListProcesses, waiting for a scan to finish after the count of scans it saw.
+    Processes(u64),
 }
 
 pub enum Outcome {
@@ -109,14 +111,14 @@ fn unix_seconds(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-pub fn call(call: &Call, ctx: &Ctx, peer: &Peer, health: &mut Health) -> Outcome {
+pub fn call(call: &Call, ctx: &Ctx, peer: &Peer, work: &mut Work) -> Outcome {
     let method = call.method.as_str();
     let Some((interface, name)) = method.rsplit_once('.') else {
         return error(errors::INTERFACE_NOT_FOUND, json!({"interface": method}));
     };
     match interface {
         "org.varlink.service" => service(name, call),
-        husk_proto::INTERFACE => match diag(name, call, ctx, peer, health) {
+        husk_proto::INTERFACE => match diag(name, call, ctx, peer, work) {
             Ok(outcome) | Err(outcome) => outcome,
         },
         _ => error(errors::INTERFACE_NOT_FOUND, json!({"interface": interface})),
@@ -147,7 +149,7 @@ fn service(name: &str, call: &Call) -> Outcome {
     }
 }
 
-fn diag(name: &str, call: &Call, ctx: &Ctx, peer: &Peer, health: &mut Health) -> Result<Outcome, Outcome> {
+fn diag(name: &str, call: &Call, ctx: &Ctx, peer: &Peer, work: &mut Work) -> Result<Outcome, Outcome> {
     let v = ctx.view;
     Ok(match name {
         "GetInfo" => ok(&Info {
@@ -179,15 +181,11 @@ fn diag(name: &str, call: &Call, ctx: &Ctx, peer: &Peer, health: &mut Health) ->
             })
         }
         "ListProcesses" => {
-            let mut processes = process::list_processes();
-            if let Some(app) = ctx.app_pid() {
-                let pairs: Vec<(i32, i32)> = processes.iter().map(|p| (p.pid as i32, p.ppid as i32)).collect();
-                let tree = process::tree(&pairs, app);
-                for p in &mut processes {
-                    p.in_app = tree.contains(&(p.pid as i32));
-                }
+            let pending = Pending::Processes(work.scan.start());
+            match resume(&pending, ctx, work) {
+                Some(reply) => Outcome::Reply(reply),
+                None => Outcome::Wait(pending),
             }
-            ok(&Processes { processes })
         }
         "ListThreads" => {
             let pid = target(call, ctx, true)?;
@@ -251,22 +249,22 @@ fn diag(name: &str, call: &Call, ctx: &Ctx, peer: &Peer, health: &mut Health) ->
             }
         }
         "Checks" => {
-            for name in health.names() {
-                health.ensure(&name);
+            for name in work.health.names() {
+                work.health.ensure(&name);
             }
-            match resume(&Pending::Checks, ctx, health) {
+            match resume(&Pending::Checks, ctx, work) {
                 Some(reply) => Outcome::Reply(reply),
                 None => Outcome::Wait(Pending::Checks),
             }
         }
         "RunCheck" => {
             let p: NameParam = params(call)?;
-            if !health.has(&p.name) {
+            if !work.health.has(&p.name) {
                 return Ok(error(errors::NO_SUCH_CHECK, json!({"name": p.name})));
             }
-            health.ensure(&p.name);
+            work.health.ensure(&p.name);
             let pending = Pending::RunCheck(p.name);
-            match resume(&pending, ctx, health) {
+            match resume(&pending, ctx, work) {
                 Some(reply) => Outcome::Reply(reply),
                 None => Outcome::Wait(pending),
             }
@@ -280,9 +278,22 @@ fn diag(name: &str, call: &Call, ctx: &Ctx, peer: &Peer, health: &mut Health) ->
     })
 }
 
-/// The reply to a parked call once none of its checks is running, `None` until then.
-pub fn resume(pending: &Pending, ctx: &Ctx, health: &Health) -> Option<Reply> {
+/// The reply to a parked call once none of its checks is running or its scan has finished,
+/// `None` until then.
+pub fn resume(pending: &Pending, ctx: &Ctx, work: &Work) -> Option<Reply> {
+    let health = &work.health;
     match pending {
+        Pending::Processes(seen) => {
+            let mut processes = work.scan.result_after(*seen)?.as_ref().clone();
+            if let Some(app) = ctx.app_pid() {
+                let pairs: Vec<(i32, i32)> = processes.iter().map(|p| (p.pid as i32, p.ppid as i32)).collect();
+                let tree = process::tree(&pairs, app);
+                for p in &mut processes {
+                    p.in_app = tree.contains(&(p.pid as i32));
+                }
+            }
+            Some(Reply::ok(&Processes { processes }))
+        }
         Pending::Checks => {
             let names = health.names();
             if names.iter().any(|n| health.busy(n)) {

@@ -17,6 +17,7 @@ mod conn;
 mod health;
 mod listener;
 mod methods;
+mod scan;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -35,6 +36,7 @@ pub const TOKEN_FIRST: u64 = 1;
 pub const TOKEN_END: u64 = 1 << 32;
 const LISTENER_TOKEN: u64 = 1;
 const HEALTH_TOKEN: u64 = 2;
+const SCAN_TOKEN: u64 = 3;
 const CONN_TOKEN_BASE: u64 = 16;
 
 const MAX_CONNECTIONS: usize = 32;
@@ -144,8 +146,15 @@ pub struct Server {
     app: AppInfo,
     /// How the shim confined itself, known only once the server has started.
     shim_policy: Value,
-    health: health::Health,
+    work: Work,
     shim_uid: u32,
+}
+
+/// What the server hands to helper threads, so that slow work never runs on PID 1's loop:
+/// health checks and process-table scans.
+pub struct Work {
+    pub health: health::Health,
+    pub scan: scan::Scanner,
 }
 
 impl Server {
@@ -160,11 +169,17 @@ impl Server {
                 return None;
             }
         };
-        let health = match health::Health::new(config.checks.clone()) {
-            Ok(h) => h,
+        let work = health::Health::new(config.checks.clone()).and_then(|health| {
+            Ok(Work {
+                health,
+                scan: scan::Scanner::new()?,
+            })
+        });
+        let work = match work {
+            Ok(w) => w,
             Err(e) => {
                 tracing::warn!(
-                    "diagnostics: health checks: cannot create a pipe: {}; running without the diagnostics socket",
+                    "diagnostics: cannot create a pipe for helper threads: {}; running without the diagnostics socket",
                     crate::describe_io(&e)
                 );
                 return None;
@@ -179,7 +194,7 @@ impl Server {
             config,
             app,
             shim_policy: Value::Null,
-            health,
+            work,
             shim_uid,
         })
     }
@@ -194,8 +209,12 @@ impl Server {
         use nix::sys::epoll::EpollEvent;
         epoll.add(self.listener.fd(), EpollEvent::new(EpollFlags::EPOLLIN, LISTENER_TOKEN))?;
         epoll.add(
-            self.health.wake_fd(),
+            self.work.health.wake_fd(),
             EpollEvent::new(EpollFlags::EPOLLIN, HEALTH_TOKEN),
+        )?;
+        epoll.add(
+            self.work.scan.wake_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, SCAN_TOKEN),
         )?;
         Ok(())
     }
@@ -218,7 +237,11 @@ impl Server {
         match token {
             LISTENER_TOKEN => self.accept(epoll, if view.app_exit.is_none() { view.child } else { 0 }),
             HEALTH_TOKEN => {
-                self.health.collect();
+                self.work.health.collect();
+                self.resume_waiting(epoll, view);
+            }
+            SCAN_TOKEN => {
+                self.work.scan.collect();
                 self.resume_waiting(epoll, view);
             }
             t if t >= CONN_TOKEN_BASE => {
@@ -354,7 +377,7 @@ impl Server {
             view,
             address: &self.config.address,
         };
-        let keep = conn.on_event(events, &ctx, &mut self.health, REQUEST_TIMEOUT);
+        let keep = conn.on_event(events, &ctx, &mut self.work, REQUEST_TIMEOUT);
         self.conns[slot] = Some(conn);
         if !keep {
             self.close(slot, epoll);
