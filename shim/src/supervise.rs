@@ -68,6 +68,8 @@ pub struct Supervisor {
     pub app_exit: Option<AppExit>,
     /// The diagnostics server, whose descriptors use tokens in [diag::TOKEN_FIRST, diag::TOKEN_END).
     diag: Option<crate::diag::Server>,
+    /// Which ready diagnostics event goes first on the next wake-up.
+    diag_turn: usize,
 }
 
 impl Supervisor {
@@ -91,6 +93,7 @@ impl Supervisor {
             },
             app_exit: None,
             diag: None,
+            diag_turn: 0,
         })
     }
 
@@ -204,11 +207,20 @@ impl Supervisor {
             // One client event per wake-up: the rest stay ready (epoll is level-triggered)
             // and come back after the next look at the signalfd, so a crowd of clients costs
             // signal forwarding at most one request's worth of delay.
-            let diag_events = events[..ready]
+            // Taken in turns, so that a ready event that stays ready cannot starve the others
+            // (epoll returns level-triggered events in the same order while they stay ready).
+            let diag_events: Vec<&EpollEvent> = events[..ready]
                 .iter()
                 .filter(|e| (crate::diag::TOKEN_FIRST..crate::diag::TOKEN_END).contains(&e.data()))
-                .take(DIAG_EVENTS_PER_WAKE);
-            for event in diag_events {
+                .collect();
+            self.diag_turn = self.diag_turn.wrapping_add(1);
+            let start = self.diag_turn % diag_events.len().max(1);
+            let turn = diag_events
+                .iter()
+                .cycle()
+                .skip(start)
+                .take(diag_events.len().min(DIAG_EVENTS_PER_WAKE));
+            for event in turn {
                 server.handle(event.data(), event.events(), &self.epoll, &view);
             }
             if diag_deadline.is_some_and(|at| Instant::now() >= at) {

@@ -92,6 +92,11 @@ impl Conn {
         if events.contains(EpollFlags::EPOLLERR) {
             return false;
         }
+        // A parked call whose peer has hung up: nobody will read the reply, and the hang-up,
+        // which epoll reports whatever the interest, would wake the loop until the call ends.
+        if self.waiting.is_some() && events.contains(EpollFlags::EPOLLHUP) {
+            return false;
+        }
         loop {
             if !self.out.is_empty() {
                 match self.flush() {

@@ -4,11 +4,10 @@
 //! however often clients ask, each check runs at most once per `FRESH`.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
+use super::mailbox::Mailbox;
 use crate::options::Settings;
 
 const FRESH: Duration = Duration::from_secs(2);
@@ -140,30 +139,21 @@ pub struct Health {
     specs: Vec<CheckSpec>,
     results: HashMap<String, Done>,
     running: HashSet<String>,
-    tx: Sender<(String, Result<String, String>)>,
-    rx: Receiver<(String, Result<String, String>)>,
-    wake_read: OwnedFd,
-    wake_write: Arc<OwnedFd>,
+    mailbox: Mailbox<(String, Result<String, String>)>,
 }
 
 impl Health {
     pub fn new(specs: Vec<CheckSpec>) -> std::io::Result<Health> {
-        use nix::fcntl::OFlag;
-        let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
-        let (tx, rx) = channel();
         Ok(Health {
             specs,
             results: HashMap::new(),
             running: HashSet::new(),
-            tx,
-            rx,
-            wake_read: r,
-            wake_write: Arc::new(w),
+            mailbox: Mailbox::new()?,
         })
     }
 
     pub fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.wake_read.as_fd()
+        self.mailbox.wake_fd()
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -182,17 +172,7 @@ impl Health {
         let Some(spec) = self.specs.iter().find(|s| s.name == name).cloned() else {
             return;
         };
-        let tx = self.tx.clone();
-        let wake = Arc::clone(&self.wake_write);
-        let spawned = std::thread::Builder::new()
-            .name("health".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let result = spec.run();
-                let _ = tx.send((spec.name.clone(), result));
-                let _ = nix::unistd::write(&*wake, &[1]);
-            });
-        match spawned {
+        match self.mailbox.spawn("health", move || (spec.name.clone(), spec.run())) {
             Ok(_) => {
                 self.running.insert(name.to_string());
             }
@@ -214,9 +194,7 @@ impl Health {
 
     /// Takes in the results of finished checks.
     pub fn collect(&mut self) {
-        let mut buf = [0u8; 64];
-        while matches!(nix::unistd::read(&self.wake_read, &mut buf), Ok(n) if n > 0) {}
-        while let Ok((name, result)) = self.rx.try_recv() {
+        for (name, result) in self.mailbox.take() {
             self.running.remove(&name);
             self.results.insert(
                 name,

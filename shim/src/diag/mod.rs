@@ -16,6 +16,7 @@ mod access;
 mod conn;
 mod health;
 mod listener;
+mod mailbox;
 mod methods;
 mod scan;
 

@@ -4,43 +4,35 @@
 //! `ListProcesses` that arrives while it runs is answered with its result, and later ones start
 //! the next. Should no thread start, the scan runs on the loop as before.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use husk_inspect::process;
 use husk_proto::Process;
+
+use super::mailbox::Mailbox;
 
 pub struct Scanner {
     running: bool,
     /// How many scans have finished; a request waits for a number above the one it saw.
     finished: u64,
     last: Arc<Vec<Process>>,
-    tx: Sender<Vec<Process>>,
-    rx: Receiver<Vec<Process>>,
-    wake_read: OwnedFd,
-    wake_write: Arc<OwnedFd>,
+    mailbox: Mailbox<Vec<Process>>,
 }
 
 impl Scanner {
     pub fn new() -> std::io::Result<Scanner> {
-        use nix::fcntl::OFlag;
-        let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
-        let (tx, rx) = channel();
         Ok(Scanner {
             running: false,
             finished: 0,
             last: Arc::new(Vec::new()),
-            tx,
-            rx,
-            wake_read: r,
-            wake_write: Arc::new(w),
+            mailbox: Mailbox::new()?,
         })
     }
 
     /// Readable when a scan has finished.
     pub fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.wake_read.as_fd()
+        self.mailbox.wake_fd()
     }
 
     /// Starts a scan unless one runs; returns the number of scans finished so far, which the
@@ -51,16 +43,7 @@ impl Scanner {
             // /proc scan (none is atomic), so wait for that one.
             return self.finished;
         }
-        let tx = self.tx.clone();
-        let wake = Arc::clone(&self.wake_write);
-        let spawned = std::thread::Builder::new()
-            .name("scan".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let _ = tx.send(process::list_processes());
-                let _ = nix::unistd::write(&*wake, &[1]);
-            });
-        match spawned {
+        match self.mailbox.spawn("scan", process::list_processes) {
             Ok(_) => {
                 self.running = true;
                 self.finished
@@ -75,9 +58,7 @@ impl Scanner {
 
     /// Takes in a finished scan.
     pub fn collect(&mut self) {
-        let mut buf = [0u8; 64];
-        while matches!(nix::unistd::read(&self.wake_read, &mut buf), Ok(n) if n > 0) {}
-        while let Ok(processes) = self.rx.try_recv() {
+        for processes in self.mailbox.take() {
             self.running = false;
             self.finish(processes);
         }
