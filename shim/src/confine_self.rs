@@ -178,7 +178,6 @@ const OPEN_WRITE_FLAGS: u32 = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | l
 #[derive(Debug, Default)]
 pub struct SelfConfinement {
     capabilities: Option<Vec<String>>,
-    bounding_set_dropped: bool,
     no_new_privs: bool,
     seccomp_calls: Option<usize>,
 }
@@ -188,7 +187,6 @@ impl SelfConfinement {
         json!({
             "self": true,
             "capabilities": self.capabilities,
-            "bounding-set-dropped": self.bounding_set_dropped,
             "no-new-privs": self.no_new_privs,
             "seccomp": if self.seccomp_calls.is_some() { json!("allowlist") } else { Value::Null },
             "seccomp-calls-allowed": self.seccomp_calls,
@@ -202,10 +200,7 @@ impl SelfConfinement {
 pub fn confine() -> SelfConfinement {
     let mut done = SelfConfinement::default();
     match drop_capabilities() {
-        Ok((kept, bounding)) => {
-            done.capabilities = Some(kept);
-            done.bounding_set_dropped = bounding;
-        }
+        Ok(kept) => done.capabilities = Some(kept),
         Err(e) => tracing::warn!("self-confinement: capabilities: {e}; the shim keeps its own"),
     }
     match nix::sys::prctl::set_no_new_privs() {
@@ -224,21 +219,15 @@ pub fn confine() -> SelfConfinement {
 }
 
 /// Keeps [`KEPT`] (those of them the shim has) in the permitted and effective sets and empties
-/// the inheritable and ambient sets. The bounding set is emptied of everything else too, where
-/// the shim may (`CAP_SETPCAP`), so nothing can come back. Returns the names kept and whether
-/// the bounding set was reduced.
-fn drop_capabilities() -> Result<(Vec<String>, bool), String> {
+/// the inheritable and ambient sets; returns the names kept.
+///
+/// The bounding set is left as it is. It only limits what an exec can gain, and the shim can no
+/// longer exec (the allowlist has no `execve`) nor gain privileges (no_new_privs); emptying it
+/// would take one credential change per capability, about 80 system calls on PID 1's start-up
+/// path for no effect.
+fn drop_capabilities() -> Result<Vec<String>, String> {
     let permitted = caps::read(None, CapSet::Permitted).map_err(|e| format!("cannot read: {e}"))?;
     let kept: CapsHashSet = KEPT.iter().copied().filter(|c| permitted.contains(c)).collect();
-    // Before CAP_SETPCAP leaves the effective set: dropping from the bounding set needs it.
-    let bounding = caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false);
-    if bounding {
-        for cap in caps::runtime::thread_all_supported() {
-            if !kept.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap).map_err(|e| format!("bounding set, {cap}: {e}"))?;
-            }
-        }
-    }
     caps::clear(None, CapSet::Ambient).map_err(|e| format!("ambient set: {e}"))?;
     caps::clear(None, CapSet::Inheritable).map_err(|e| format!("inheritable set: {e}"))?;
     // Effective first: it must stay a subset of permitted at every step.
@@ -246,7 +235,7 @@ fn drop_capabilities() -> Result<(Vec<String>, bool), String> {
     caps::set(None, CapSet::Permitted, &kept).map_err(|e| format!("permitted set: {e}"))?;
     let mut names: Vec<String> = kept.iter().map(|c| c.to_string()).collect();
     names.sort();
-    Ok((names, bounding))
+    Ok(names)
 }
 
 /// Builds and installs the allowlist; returns how many calls it allows.

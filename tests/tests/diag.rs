@@ -321,7 +321,7 @@ fn probe_answers_every_question_about_the_app() {
         serde_json::json!(["CAP_DAC_READ_SEARCH", "CAP_KILL", "CAP_SYS_PTRACE"]),
         "{shim_sec}"
     );
-    assert_eq!(shim_sec["cap_bounding"]["names"], shim_sec["cap_effective"]["names"]);
+    assert_eq!(shim_sec["cap_permitted"]["names"], shim_sec["cap_effective"]["names"]);
     assert_eq!(shim_sec["no_new_privs"], true);
     assert_eq!(shim_sec["seccomp"], "filter");
     assert_eq!(shim_sec["policy"]["self"], true);
