@@ -271,7 +271,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// The inverse of [`parse_duration`], for `--check` output that can be fed back as a config.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

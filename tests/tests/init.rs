@@ -359,7 +359,9 @@ fn bad_options_and_configs_exit_125_with_a_message() {
     std::fs::write(&unknown_key, br#"{"gracee": "1s"}"#).unwrap();
     let marker = dir.join("ran");
     let touch = ["print", "x"];
-    let cases: Vec<(Vec<String>, Vec<(&str, String)>, &str)> = vec![
+    // (arguments, environment, what the error must name)
+    type Case<'a> = (Vec<String>, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["--bogus".into()], vec![], "unknown option \"--bogus\""),
         (vec!["--grace".into(), "soon".into()], vec![], "--grace"),
         (vec!["--signal-target".into(), "pgrp".into()], vec![], "--signal-target"),

@@ -364,7 +364,7 @@ pub fn run(program: &[libc::sock_filter], arch: u32, nr: u32, args: &[u64; 6]) -
         match offset {
             NR_OFFSET => nr,
             ARCH_OFFSET => arch,
-            o if o >= ARGS_OFFSET && (o - ARGS_OFFSET) % 4 == 0 => {
+            o if o >= ARGS_OFFSET && (o - ARGS_OFFSET).is_multiple_of(4) => {
                 let i = ((o - ARGS_OFFSET) / 8) as usize;
                 let high = (o - ARGS_OFFSET) % 8 == 4;
                 (if high { args[i] >> 32 } else { args[i] }) as u32

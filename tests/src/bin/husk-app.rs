@@ -17,6 +17,9 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
+/// No Rust runtime start-up: the app sees the signal dispositions the shim handed over.
+// Only the C runtime calls this, with its own argc/argv.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 #[no_mangle]
 pub extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     let args: Vec<String> = (0..argc.max(0) as usize)
@@ -56,6 +59,8 @@ fn run(args: &[String]) {
                 });
             }
             "child" => {
+                // Never waited for: it stays in the tree for the process list to show.
+                #[allow(clippy::zombie_processes)]
                 std::process::Command::new(&me).arg("sleep").spawn().unwrap();
             }
             "probe-as-app" => {

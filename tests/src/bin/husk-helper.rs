@@ -70,6 +70,8 @@ use std::time::Duration;
 
 /// No Rust runtime start-up: it would set SIGPIPE to ignored before `status` could report the
 /// dispositions the shim handed over.
+// Only the C runtime calls this, with its own argc/argv.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 #[no_mangle]
 pub extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     let args: Vec<String> = (1..argc.max(0) as usize)
