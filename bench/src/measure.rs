@@ -277,14 +277,19 @@ pub fn latency_under_load(husk: &Init, socket: &Path, clients: usize, settings: 
 
 /// `probe ps` against husk with a given number of processes in its PID namespace, in
 /// milliseconds: the whole `probe ps` invocation (table to /dev/null), the varlink
-/// ListProcesses call alone from this process, and `probe ps` with no shim to ask (standalone,
-/// reading the namespace's /proc itself).
+/// ListProcesses call alone from this process, `probe ps` with no shim to ask (standalone,
+/// reading the namespace's /proc itself), and procps' `ps` printing the same columns.
 pub struct PsTimes {
     pub processes: usize,
     pub probe: Vec<f64>,
     pub call: Vec<f64>,
     pub standalone: Vec<f64>,
+    pub procps: Vec<f64>,
 }
+
+/// procps' `ps` with probe's columns: pid, ppid, effective ids, state, threads, RSS, CPU time,
+/// command line.
+const PROCPS_ARGV: [&str; 4] = ["/usr/bin/ps", "-e", "-o", "pid,ppid,euid,egid,s,nlwp,rss,time,args"];
 
 pub fn probe_ps(husk: &Init, socket: &Path, settings: &Settings) -> Vec<PsTimes> {
     [(10, settings.rounds(200, 5)), (2000, settings.rounds(50, 3))]
@@ -309,44 +314,36 @@ fn probe_ps_with(processes: usize, rounds: usize, husk: &Init, socket: &Path, se
     };
     wait_until(|| list() == processes);
 
-    // Both `probe` runs start in the namespace's mount namespace, so that they differ only in
-    // where the answer comes from: the standalone one then reads the namespace's own /proc.
-    let mnt_ns = std::fs::File::open(format!("/proc/{}/ns/mnt", run.init)).expect("open the mount namespace");
-    let probe = settings.bin_dir.join("probe");
-    let time_probe = |address: &str| {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::process::CommandExt;
-        let ns = mnt_ns.as_raw_fd();
-        let mut command = std::process::Command::new(&probe);
-        command
-            .args(["--socket", address, "ps"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        // SAFETY: setns is a single system call, safe between fork and exec.
-        unsafe {
-            command.pre_exec(move || match libc::setns(ns, libc::CLONE_NEWNS) {
-                0 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
-            });
-        }
+    // Every command runs inside the namespace (see `pid1::run_inside`), so that they differ
+    // only in where the answer comes from: the standalone probe and procps' ps read the
+    // namespace's own /proc.
+    let time_command = |argv: &[&str]| {
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
         let start = Instant::now();
-        let status = command.status().expect("run probe");
-        assert!(status.success(), "probe ps failed: {status}");
+        let status = pid1::run_inside(run.init, &argv);
+        assert_eq!(status, 0, "{argv:?} failed");
         start.elapsed().as_secs_f64() * 1e3
     };
+    let probe = settings.bin_dir.join("probe").display().to_string();
     let no_shim = settings.work_dir.join("no-shim.sock").display().to_string();
     let mut times = PsTimes {
         processes,
         probe: Vec::new(),
         call: Vec::new(),
         standalone: Vec::new(),
+        procps: Vec::new(),
     };
     for _ in 0..rounds {
-        times.probe.push(time_probe(&socket_text));
+        times
+            .probe
+            .push(time_command(&[&probe, "--socket", &socket_text, "ps"]));
         let start = Instant::now();
         assert_eq!(list(), processes, "ListProcesses lists the namespace's processes");
         times.call.push(start.elapsed().as_secs_f64() * 1e3);
-        times.standalone.push(time_probe(&no_shim));
+        times
+            .standalone
+            .push(time_command(&[&probe, "--socket", &no_shim, "ps"]));
+        times.procps.push(time_command(&PROCPS_ARGV));
     }
     pid1::kill(run.init, libc::SIGTERM);
     pid1::wait(run.outer);

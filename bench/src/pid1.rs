@@ -51,6 +51,9 @@ fn spawn(argv: &[String], capture: bool, own_proc: bool) -> Pid1 {
         // SAFETY: between fork and exec: unshare, fork, mount, dup2, execv, write, waitpid,
         // _exit only, on strings built before the fork.
         unsafe {
+            // If the benchmark dies (a failed assertion), the run goes with it rather than
+            // leaving the middle process waiting on a PID 1 that waits on its app for ever.
+            die_with_parent();
             let flags = libc::CLONE_NEWPID | if own_proc { libc::CLONE_NEWNS } else { 0 };
             if libc::unshare(flags) != 0 {
                 libc::_exit(120);
@@ -62,6 +65,7 @@ fn spawn(argv: &[String], capture: bool, own_proc: bool) -> Pid1 {
                 libc::_exit(122);
             }
             if init == 0 {
+                die_with_parent();
                 // proc shows the PID namespace of whoever mounts it: PID 1 itself, here. The
                 // mount stays private to the new mount namespace.
                 if own_proc
@@ -114,6 +118,61 @@ fn spawn(argv: &[String], capture: bool, own_proc: bool) -> Pid1 {
         // SAFETY: the read end is ours alone from here on.
         stdout: out.map(|(r, _)| unsafe { File::from_raw_fd(r) }),
     }
+}
+
+/// SIGKILL for the calling process when its parent exits (kept across exec). Async-signal-safe:
+/// one system call.
+fn die_with_parent() {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and reads no memory.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+}
+
+/// Runs `argv` inside `init`'s PID and mount namespaces, output to /dev/null, and returns its
+/// exit status. A process that only joined the mount namespace sees the namespace's /proc but
+/// is not in it, so it has no /proc/self there (procps' ps refuses to run then); this one is
+/// forked after setns, so it is. One fork more than a plain spawn, the same for every command.
+pub fn run_inside(init: i32, argv: &[String]) -> i32 {
+    use std::os::fd::AsRawFd;
+    let args: Vec<CString> = argv.iter().map(|a| CString::new(a.as_str()).unwrap()).collect();
+    let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let open = |path: String| File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+    let pid_ns = open(format!("/proc/{init}/ns/pid"));
+    let mnt_ns = open(format!("/proc/{init}/ns/mnt"));
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .expect("open /dev/null");
+    let (pid_ns, mnt_ns, null) = (pid_ns.as_raw_fd(), mnt_ns.as_raw_fd(), null.as_raw_fd());
+    // SAFETY: the child side only makes system calls (setns, fork, dup2, execv, waitpid, _exit)
+    // on descriptors and strings that outlive it.
+    let outer = unsafe { libc::fork() };
+    assert!(outer >= 0, "fork");
+    if outer == 0 {
+        unsafe {
+            if libc::setns(pid_ns, libc::CLONE_NEWPID) != 0 || libc::setns(mnt_ns, libc::CLONE_NEWNS) != 0 {
+                libc::_exit(120);
+            }
+            let child = libc::fork();
+            if child < 0 {
+                libc::_exit(122);
+            }
+            if child == 0 {
+                libc::dup2(null, 1);
+                libc::dup2(null, 2);
+                libc::execv(ptrs[0], ptrs.as_ptr());
+                libc::_exit(127);
+            }
+            let mut status = 0;
+            libc::waitpid(child, &mut status, 0);
+            libc::_exit(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            });
+        }
+    }
+    wait(outer)
 }
 
 /// Runs `argv` as PID 1 without capturing anything and returns how long it took, from before

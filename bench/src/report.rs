@@ -250,32 +250,42 @@ impl Report {
 
     pub fn probe_ps(&mut self, times: Vec<PsTimes>) {
         let mut out = String::from(
-            "### `probe ps` round trip (husk only: the peers have nothing to compare)\n\n\
+            "### `probe ps` round trip, and procps' `ps`\n\n\
              The namespace has its own /proc and holds the shim, the app and the app's sleeping children. \
              `probe ps`: the whole invocation, table output to /dev/null. ListProcesses: the varlink call \
              alone, from the benchmark. Standalone: `probe ps` with no shim to ask, reading the namespace's \
-             /proc itself.\n\n\
-             | processes | probe ps median ms | p99 ms | ListProcesses median ms | p99 ms | standalone median ms | p99 ms |\n\
-             |---:|---:|---:|---:|---:|---:|---:|\n",
+             /proc itself. procps: `ps -e -o pid,ppid,euid,egid,s,nlwp,rss,time,args` (probe's columns) \
+             in the same namespace, the tool a debug container would bring.\n\n\
+             | processes | probe ps median ms | p99 ms | ListProcesses median ms | p99 ms | standalone median ms | p99 ms | procps ps median ms | p99 ms | probe ps ÷ procps |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for t in &times {
             let _ = writeln!(
                 out,
-                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
                 t.processes,
                 median(&t.probe),
                 percentile(&t.probe, 99.0),
                 median(&t.call),
                 percentile(&t.call, 99.0),
                 median(&t.standalone),
-                percentile(&t.standalone, 99.0)
+                percentile(&t.standalone, 99.0),
+                median(&t.procps),
+                percentile(&t.procps, 99.0),
+                median(&t.probe) / median(&t.procps)
             );
         }
         self.sections.push(out);
         for t in &times {
             self.headline.push((
                 format!("`probe ps` with {} processes, median (ms)", t.processes),
-                format!("{:.2} (standalone: {:.2})", median(&t.probe), median(&t.standalone)),
+                format!(
+                    "{:.2} (standalone: {:.2}; procps ps: {:.2}, probe ÷ procps {:.2})",
+                    median(&t.probe),
+                    median(&t.standalone),
+                    median(&t.procps),
+                    median(&t.probe) / median(&t.procps)
+                ),
             ));
         }
     }

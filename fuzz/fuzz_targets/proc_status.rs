@@ -1,8 +1,9 @@
-//! `/proc/PID/status` into the security view (ids, capability sets, no_new_privs, seccomp).
+//! `/proc/PID/status` into the security view (ids, capability sets, no_new_privs, seccomp) and
+//! into the effective ids of the process list.
 
 #![no_main]
 
-use husk_inspect::process::{parse_security, parse_status};
+use husk_inspect::process::{effective_ids, parse_security, parse_status};
 use husk_proto::CapSet;
 use libfuzzer_sys::fuzz_target;
 
@@ -23,6 +24,8 @@ fuzz_target!(|data: &[u8]| {
         check_cap_set(set);
     }
     assert!(["disabled", "strict", "filter", "unknown"].contains(&security.seccomp.as_str()));
+    let (uid, gid) = effective_ids(&text);
+    assert!(uid >= -1 && gid >= -1, "{uid} {gid}");
 });
 
 /// One name per bit of the mask (a mask that is not hex counts as none).

@@ -1,12 +1,12 @@
 //! Per-process views: the process table, threads, descriptors, limits, mounts, environment,
 //! and security state.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 
 use husk_proto::{CapSet, EnvVar, Fd, KernelFeatures, Limit, Mount, Process, Security, Thread, CMDLINE_CAP};
 
-use crate::{read_capped, read_line, read_text, sys, MAX_FILE};
+use crate::{read_capped, read_line, read_text, sys, PidFiles, MAX_FILE};
 
 /// The fields of `/proc/PID/stat` that inspection uses.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -78,9 +78,27 @@ fn cpu_seconds(stat: &Stat, ticks: u64) -> f64 {
 
 /// Reads `/proc/PID/cmdline` (capped), NULs turned into spaces.
 pub fn cmdline(pid: i32) -> String {
-    let bytes = read_capped(format!("/proc/{pid}/cmdline"), CMDLINE_CAP).unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes);
+    PidFiles::new()
+        .read(pid, "cmdline", CMDLINE_CAP)
+        .map(|text| command_line(&text))
+        .unwrap_or_default()
+}
+
+/// A cmdline's NUL-separated arguments joined by spaces.
+fn command_line(text: &str) -> String {
     text.trim_end_matches('\0').replace('\0', " ")
+}
+
+/// The effective uid and gid from `/proc/PID/status` (the second of each id line), -1 when absent.
+pub fn effective_ids(status: &str) -> (i64, i64) {
+    let effective = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.split_ascii_whitespace().nth(1)?.parse::<u32>().ok())
+            .map_or(-1, i64::from)
+    };
+    (effective("Uid"), effective("Gid"))
 }
 
 /// The whole process table (processes that vanish during the scan are left out).
@@ -88,44 +106,53 @@ pub fn list_processes() -> Vec<Process> {
     let ticks = sys::clock_ticks();
     let page = sys::page_size() as i64;
     let boot = boot_time();
+    let mut files = PidFiles::new();
     crate::pids()
         .into_iter()
         .filter_map(|pid| {
-            let stat = parse_stat(&read_text(format!("/proc/{pid}/stat")).ok()?)?;
-            let status = read_text(format!("/proc/{pid}/status")).unwrap_or_default();
-            let fields = parse_status(&status);
-            let uid = numbers(fields.get("Uid")).get(1).copied().unwrap_or(-1);
-            let gid = numbers(fields.get("Gid")).get(1).copied().unwrap_or(-1);
+            let stat = parse_stat(&files.read(pid, "stat", MAX_FILE).ok()?)?;
+            let (uid, gid) = files
+                .read(pid, "status", MAX_FILE)
+                .map(|status| effective_ids(&status))
+                .unwrap_or((-1, -1));
+            let cmdline = files
+                .read(pid, "cmdline", CMDLINE_CAP)
+                .map(|text| command_line(&text))
+                .unwrap_or_default();
             Some(Process {
                 pid: pid as i64,
                 ppid: stat.ppid as i64,
                 uid,
                 gid,
                 state: stat.state.to_string(),
-                comm: stat.comm.clone(),
-                cmdline: cmdline(pid),
+                cmdline,
                 threads: stat.threads,
                 rss_bytes: stat.rss_pages.max(0) * page,
                 cpu_seconds: cpu_seconds(&stat, ticks),
                 start_time: boot + (stat.starttime / ticks) as i64,
                 in_app: false,
+                comm: stat.comm,
             })
         })
         .collect()
 }
 
-/// The pids of `root` and all its descendants within `processes`.
-pub fn tree(processes: &[(i32, i32)], root: i32) -> Vec<i32> {
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        for &(pid, ppid) in processes {
-            if ppid == parent && !found.contains(&pid) {
-                found.push(pid);
+/// The pids of `root` and all its descendants within `processes` (pid, ppid pairs). Linear in
+/// the table: the shim marks the app's tree on PID 1's own thread.
+pub fn tree(processes: &[(i32, i32)], root: i32) -> HashSet<i32> {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for &(pid, ppid) in processes {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut found = HashSet::from([root]);
+    let mut unvisited = vec![root];
+    while let Some(parent) = unvisited.pop() {
+        for &child in children.get(&parent).into_iter().flatten() {
+            // A table read over time can hold a reused pid whose ppid points back down the tree.
+            if found.insert(child) {
+                unvisited.push(child);
             }
         }
-        i += 1;
     }
     found
 }
@@ -150,8 +177,8 @@ pub fn descends_from(pid: i32, root: i32) -> bool {
 
 /// The uid owning a process (effective uid), None when it is gone.
 pub fn process_uid(pid: i32) -> Option<i64> {
-    let status = read_text(format!("/proc/{pid}/status")).ok()?;
-    numbers(parse_status(&status).get("Uid")).get(1).copied()
+    let (uid, _) = effective_ids(&read_text(format!("/proc/{pid}/status")).ok()?);
+    (uid >= 0).then_some(uid)
 }
 
 pub fn threads(pid: i32) -> io::Result<Vec<Thread>> {
@@ -420,6 +447,30 @@ mod tests {
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat(") 1 ("), None);
         assert_eq!(parse_stat("1 (x) Z"), None);
+    }
+
+    #[test]
+    fn effective_ids_are_the_second_of_each_line() {
+        let status = "Name:\tx\nUid:\t1000\t0\t0\t0\nGid:\t5\t6\t6\t6\nUidx:\t9\n";
+        assert_eq!(effective_ids(status), (0, 6));
+        assert_eq!(effective_ids("Uid:\t1\nGid:\tx y\n"), (-1, -1));
+        assert_eq!(effective_ids("Uid:\t1\t-5\nGid:\t1\t4294967296\n"), (-1, -1));
+        assert_eq!(effective_ids(""), (-1, -1));
+    }
+
+    #[test]
+    fn the_tree_of_a_root() {
+        // 1 ─ 2 ─ 3 ─ 5, and 4 under 1; 6 and 7 point at each other (pids reused mid-scan).
+        let pairs = [(1, 0), (2, 1), (3, 2), (4, 1), (5, 3), (6, 7), (7, 6)];
+        let sorted = |set: HashSet<i32>| {
+            let mut v: Vec<i32> = set.into_iter().collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(sorted(tree(&pairs, 2)), vec![2, 3, 5]);
+        assert_eq!(sorted(tree(&pairs, 1)), vec![1, 2, 3, 4, 5]);
+        assert_eq!(sorted(tree(&pairs, 6)), vec![6, 7]);
+        assert_eq!(sorted(tree(&pairs, 99)), vec![99]);
     }
 
     #[test]
