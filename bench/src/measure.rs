@@ -351,7 +351,8 @@ fn probe_ps_with(processes: usize, rounds: usize, husk: &Init, socket: &Path, se
 }
 
 /// Shutdown: SIGTERM to PID 1 until it has exited, with an app that exits at once on TERM.
-/// Milliseconds.
+/// Milliseconds. The namespace has its own /proc, as a container has: that is where the shim
+/// looks for leftovers.
 pub fn shutdown(inits: &[Init], settings: &Settings) -> Vec<Samples> {
     let app = vec![settings.helper(), "signals".into(), libc::SIGTERM.to_string()];
     let rounds = settings.rounds(200, 5);
@@ -365,7 +366,7 @@ pub fn shutdown(inits: &[Init], settings: &Settings) -> Vec<Samples> {
     for round in 0..rounds {
         for k in 0..inits.len() {
             let i = (round + k) % inits.len();
-            let mut run = pid1::start(&inits[i].argv(&app), true);
+            let mut run = pid1::start_with_proc(&inits[i].argv(&app), true);
             let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
             assert_eq!(lines.next().and_then(|l| l.ok()).as_deref(), Some("ready"));
             std::thread::sleep(Duration::from_millis(5));

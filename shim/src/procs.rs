@@ -39,6 +39,22 @@ fn all_processes() -> Option<Vec<Proc>> {
     Some(all)
 }
 
+/// Whether /proc lists any process but `own`; `None` when /proc cannot be read. It stops at the
+/// first one, so an empty namespace costs one directory read.
+pub fn any_process_but(own: i32) -> Option<bool> {
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let name = entry.ok()?.file_name();
+        if name
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+            .is_some_and(|pid| pid != own)
+        {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
 /// Exited but not yet reaped: waiting for a parent's wait, not for a signal.
 fn has_exited(p: &Proc) -> bool {
     matches!(p.state, 'Z' | 'X' | 'x')

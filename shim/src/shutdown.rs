@@ -59,14 +59,17 @@ impl Scope {
         }
     }
 
-    /// A cheap first check. As PID 1, `kill(-1, 0)` reaches every other process in the
-    /// namespace; as a subreaper, every descendant is either a child or below one, so no
-    /// children means no descendants.
+    /// A cheap first check. As PID 1 the namespace's /proc lists every other process in it, at
+    /// a cost that follows the namespace's size; `kill(-1, 0)` reaches the same processes but
+    /// walks every process on the host to find them (0.46 ms on a host running 2,000). As a
+    /// subreaper, every descendant is either a child or below one, so no children means no
+    /// descendants.
     fn anything_left(self) -> bool {
         match self {
-            Scope::Namespace | Scope::NamespaceBlind => {
-                !matches!(sys::kill(-1, 0), Err(e) if e.raw_os_error() == Some(libc::ESRCH))
+            Scope::Namespace => {
+                procs::any_process_but(std::process::id() as i32).unwrap_or_else(any_process_signallable)
             }
+            Scope::NamespaceBlind => any_process_signallable(),
             Scope::Descendants => sys::has_children(),
         }
     }
@@ -90,6 +93,11 @@ impl Scope {
             (Scope::Descendants, None) => {}
         }
     }
+}
+
+/// From PID 1: whether a signal could reach any other process in the namespace.
+fn any_process_signallable() -> bool {
+    !matches!(sys::kill(-1, 0), Err(e) if e.raw_os_error() == Some(libc::ESRCH))
 }
 
 /// Terminates leftovers: SIGTERM, up to `grace` for them to exit, SIGKILL for the rest.

@@ -504,6 +504,43 @@ fn the_shim_exits_as_soon_as_leftovers_are_gone() {
     assert!(marker.exists());
 }
 
+/// A process that joined the namespace from outside, as `docker exec` or `kubectl exec` does, is
+/// not the shim's child (its parent is outside), yet it is a leftover: it gets SIGTERM and its
+/// grace period, not the kernel's SIGKILL when PID 1 exits.
+#[test]
+fn a_process_that_joined_the_namespace_from_outside_is_a_leftover_too() {
+    if !require_root("a joined process is a leftover") {
+        return;
+    }
+    let shim = pid1_start(&["--grace", "20s", "--log-level", "info"], &["sleep"]);
+    let mut joined = Command::new("nsenter")
+        .args(["--target", &shim.pid.to_string(), "--pid", "--mount", "--"])
+        .args([helper_path().as_str(), "sleep"])
+        .spawn()
+        .expect("spawn nsenter");
+    let nsenter = joined.id() as i32;
+    let inside = wait_for(LIMIT, || {
+        let child = children_of(nsenter).into_iter().next()?;
+        let comm = std::fs::read_to_string(format!("/proc/{child}/comm")).ok()?;
+        (comm.trim() == "husk-helper").then_some(child)
+    })
+    .expect("the joined helper did not start");
+    assert_eq!(
+        status(inside)["PPid"],
+        nsenter.to_string(),
+        "its parent is outside the namespace"
+    );
+
+    shim.signal(libc::SIGTERM);
+    let out = shim.finish(LIMIT);
+    assert_eq!(out.code, Some(128 + libc::SIGTERM), "{}", out.stderr);
+    assert!(out.stderr.contains("shutdown: 1 leftover processes"), "{}", out.stderr);
+    // nsenter passes on how its child died: SIGTERM from the shim, not SIGKILL from the kernel.
+    use std::os::unix::process::ExitStatusExt;
+    let joined_status = joined.wait().expect("wait for nsenter");
+    assert_eq!(joined_status.signal(), Some(libc::SIGTERM), "{joined_status:?}");
+}
+
 fn leftover_pid(out: &str) -> i32 {
     out.lines()
         .find_map(|l| l.strip_prefix("pid "))
