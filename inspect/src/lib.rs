@@ -35,10 +35,15 @@ pub fn read_text(path: impl AsRef<Path>) -> io::Result<String> {
 /// Reads the small files of many processes through one buffer and one path string. A scan of the
 /// process table opens three files per process; with a fresh buffer for each, growing from
 /// nothing, the reads and allocations cost more than the kernel's work of producing the text.
-#[derive(Default)]
 pub struct PidFiles {
     path: String,
     buf: Vec<u8>,
+}
+
+impl Default for PidFiles {
+    fn default() -> PidFiles {
+        PidFiles::new()
+    }
 }
 
 impl PidFiles {
