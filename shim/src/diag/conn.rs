@@ -11,7 +11,7 @@ use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use serde_json::json;
 
 use super::access::Peer;
-use super::methods::{self, Ctx, Outcome, Pending};
+use super::methods::{self, Answer, Ctx, Outcome, Pending};
 use super::Work;
 use super::MAX_REPLY_BYTES;
 
@@ -113,11 +113,11 @@ impl Conn {
             }
             if let Some((pending, oneway)) = &self.waiting {
                 match methods::resume(pending, ctx, work) {
-                    Some(reply) => {
+                    Some(answer) => {
                         let oneway = *oneway;
                         self.waiting = None;
                         if !oneway {
-                            self.queue(&reply);
+                            self.send(answer);
                         }
                         continue;
                     }
@@ -194,15 +194,18 @@ impl Conn {
     }
 
     fn queue(&mut self, reply: &Reply) {
-        let mut bytes = encode(reply);
-        if bytes.len() > MAX_REPLY_BYTES {
-            bytes = encode(&Reply::error(
-                errors::UNAVAILABLE,
-                json!({"reason": format!("the reply would exceed {MAX_REPLY_BYTES} bytes")}),
-            ));
-        }
-        self.out = bytes;
+        self.out = encode_bounded(reply);
         self.out_pos = 0;
+    }
+
+    fn send(&mut self, answer: Answer) {
+        match answer {
+            Answer::Reply(reply) => self.queue(&reply),
+            Answer::Encoded(bytes) => {
+                self.out = bytes.as_ref().clone();
+                self.out_pos = 0;
+            }
+        }
     }
 
     fn handle(&mut self, message: &[u8], ctx: &Ctx, work: &mut Work) {
@@ -230,9 +233,22 @@ impl Conn {
             }
         };
         match methods::call(&call, ctx, &self.peer, work) {
-            Outcome::Reply(_) if call.oneway => {}
-            Outcome::Reply(reply) => self.queue(&reply),
+            Outcome::Answer(_) if call.oneway => {}
+            Outcome::Answer(answer) => self.send(answer),
             Outcome::Wait(pending) => self.waiting = Some((pending, call.oneway)),
         }
     }
+}
+
+/// A reply as sent (NUL-terminated JSON), or an error in its place when it would exceed
+/// `MAX_REPLY_BYTES`.
+pub fn encode_bounded(reply: &Reply) -> Vec<u8> {
+    let bytes = encode(reply);
+    if bytes.len() <= MAX_REPLY_BYTES {
+        return bytes;
+    }
+    encode(&Reply::error(
+        errors::UNAVAILABLE,
+        json!({"reason": format!("the reply would exceed {MAX_REPLY_BYTES} bytes")}),
+    ))
 }

@@ -1,12 +1,13 @@
 //! The methods of `org.varlink.service` and `io.husk.Diag`. Read-only by construction: each
 //! reads /proc, /sys or the supervisor's counters and returns a typed result.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use husk_inspect::{cgroup, net, process};
 use husk_proto::{
-    errors, Call, Checks, ChildStatus, Environ, Fds, Info, LastExit, Limits, Mounts, NameParam, PidParam, Processes,
-    Reply, ServiceInfo, Sockets, Status, Threads,
+    errors, Call, Checks, ChildStatus, Environ, Fds, Info, LastExit, Limits, Mounts, NameParam, PidParam, Reply,
+    ServiceInfo, Sockets, Status, Threads,
 };
 use serde_json::{json, Value};
 
@@ -37,17 +38,23 @@ pub enum Pending {
     Processes(u64),
 }
 
-pub enum Outcome {
+/// A reply ready to go out: built on the loop, or encoded already on a helper thread.
+pub enum Answer {
     Reply(Reply),
+    Encoded(Arc<Vec<u8>>),
+}
+
+pub enum Outcome {
+    Answer(Answer),
     Wait(Pending),
 }
 
 fn error(name: &str, parameters: Value) -> Outcome {
-    Outcome::Reply(Reply::error(name, parameters))
+    Outcome::Answer(Answer::Reply(Reply::error(name, parameters)))
 }
 
 fn ok<T: serde::Serialize>(result: &T) -> Outcome {
-    Outcome::Reply(Reply::ok(result))
+    Outcome::Answer(Answer::Reply(Reply::ok(result)))
 }
 
 fn invalid(parameter: &str) -> Outcome {
@@ -181,9 +188,9 @@ fn diag(name: &str, call: &Call, ctx: &Ctx, peer: &Peer, work: &mut Work) -> Res
             })
         }
         "ListProcesses" => {
-            let pending = Pending::Processes(work.scan.start());
+            let pending = Pending::Processes(work.scan.start(ctx.app_pid()));
             match resume(&pending, ctx, work) {
-                Some(reply) => Outcome::Reply(reply),
+                Some(answer) => Outcome::Answer(answer),
                 None => Outcome::Wait(pending),
             }
         }
@@ -253,7 +260,7 @@ fn diag(name: &str, call: &Call, ctx: &Ctx, peer: &Peer, work: &mut Work) -> Res
                 work.health.ensure(&name);
             }
             match resume(&Pending::Checks, ctx, work) {
-                Some(reply) => Outcome::Reply(reply),
+                Some(answer) => Outcome::Answer(answer),
                 None => Outcome::Wait(Pending::Checks),
             }
         }
@@ -265,7 +272,7 @@ fn diag(name: &str, call: &Call, ctx: &Ctx, peer: &Peer, work: &mut Work) -> Res
             work.health.ensure(&p.name);
             let pending = Pending::RunCheck(p.name);
             match resume(&pending, ctx, work) {
-                Some(reply) => Outcome::Reply(reply),
+                Some(answer) => Outcome::Answer(answer),
                 None => Outcome::Wait(pending),
             }
         }
@@ -278,32 +285,25 @@ fn diag(name: &str, call: &Call, ctx: &Ctx, peer: &Peer, work: &mut Work) -> Res
     })
 }
 
-/// The reply to a parked call once none of its checks is running or its scan has finished,
+/// The answer to a parked call once none of its checks is running or its scan has finished,
 /// `None` until then.
-pub fn resume(pending: &Pending, ctx: &Ctx, work: &Work) -> Option<Reply> {
+pub fn resume(pending: &Pending, ctx: &Ctx, work: &Work) -> Option<Answer> {
     let health = &work.health;
     match pending {
-        Pending::Processes(seen) => {
-            let mut processes = work.scan.result_after(*seen)?.as_ref().clone();
-            if let Some(app) = ctx.app_pid() {
-                let pairs: Vec<(i32, i32)> = processes.iter().map(|p| (p.pid as i32, p.ppid as i32)).collect();
-                let tree = process::tree(&pairs, app);
-                for p in &mut processes {
-                    p.in_app = tree.contains(&(p.pid as i32));
-                }
-            }
-            Some(Reply::ok(&Processes { processes }))
-        }
+        // Built and encoded on the scan's thread, the app's tree marked.
+        Pending::Processes(seen) => work.scan.result_after(*seen).map(Answer::Encoded),
         Pending::Checks => {
             let names = health.names();
             if names.iter().any(|n| health.busy(n)) {
                 return None;
             }
-            Some(Reply::ok(&Checks {
+            Some(Answer::Reply(Reply::ok(&Checks {
                 app_running: ctx.app_pid().is_some(),
                 checks: names.iter().map(|n| health.report(n)).collect(),
-            }))
+            })))
         }
-        Pending::RunCheck(name) => (!health.busy(name)).then(|| Reply::ok(&json!({ "check": health.report(name) }))),
+        Pending::RunCheck(name) => {
+            (!health.busy(name)).then(|| Answer::Reply(Reply::ok(&json!({ "check": health.report(name) }))))
+        }
     }
 }
