@@ -93,14 +93,7 @@ fn spawn(argv: &[String], capture: bool, own_proc: bool) -> Pid1 {
                 libc::_exit(127);
             }
             libc::write(report_write, (&init as *const i32).cast(), 4);
-            let mut status = 0;
-            libc::waitpid(init, &mut status, 0);
-            let code = if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                128 + libc::WTERMSIG(status)
-            };
-            libc::_exit(code);
+            exit_as(init);
         }
     }
     // SAFETY: closing our copies of the write ends; the children keep theirs.
@@ -117,6 +110,21 @@ fn spawn(argv: &[String], capture: bool, own_proc: bool) -> Pid1 {
         init: i32::from_ne_bytes(pid),
         // SAFETY: the read end is ours alone from here on.
         stdout: out.map(|(r, _)| unsafe { File::from_raw_fd(r) }),
+    }
+}
+
+/// For a middle process: waits for `child` and exits with its status, 128 + the signal when it
+/// was killed, as a shell would. Only system calls, so it is safe between fork and exec.
+fn exit_as(child: libc::pid_t) -> ! {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int; _exit ends the process without running any Rust code.
+    unsafe {
+        libc::waitpid(child, &mut status, 0);
+        libc::_exit(if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        })
     }
 }
 
@@ -163,13 +171,7 @@ pub fn run_inside(init: i32, argv: &[String]) -> i32 {
                 libc::execv(ptrs[0], ptrs.as_ptr());
                 libc::_exit(127);
             }
-            let mut status = 0;
-            libc::waitpid(child, &mut status, 0);
-            libc::_exit(if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                128 + libc::WTERMSIG(status)
-            });
+            exit_as(child);
         }
     }
     wait(outer)
@@ -194,13 +196,7 @@ pub fn time_run(args: &[CString]) -> Duration {
                 libc::execv(ptrs[0], ptrs.as_ptr());
                 libc::_exit(127);
             }
-            let mut status = 0;
-            libc::waitpid(init, &mut status, 0);
-            libc::_exit(if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                1
-            });
+            exit_as(init);
         }
     }
     let status = wait(outer);
