@@ -240,32 +240,54 @@ pub fn resolve(settings: Settings) -> Result<Config, ConfigError> {
     })
 }
 
-/// Parses `500ms`, `3s`, `2m`, `1h`, `1.5s`, or a plain number of seconds.
+/// Parses `500ms`, `3s`, `2m`, `1h`, `1.5s`, or a plain number of seconds, at most a year. The
+/// arithmetic is decimal, not floating point, so that what [`format_duration`] prints reads back
+/// as the same milliseconds (`28283458255ms` times 0.001 is 28283458.254999... seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    const NANOS_PER_SEC: u128 = 1_000_000_000;
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let scale = match unit.trim() {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
+    let unit_nanos: u128 = match unit.trim() {
+        "ms" => 1_000_000,
+        "" | "s" => NANOS_PER_SEC,
+        "m" => 60 * NANOS_PER_SEC,
+        "h" => 3600 * NANOS_PER_SEC,
         other => {
             return Err(format!(
                 "unknown unit {other:?} in duration {text:?} (use ms, s, m or h)"
             ))
         }
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?} (e.g. 500ms, 3s, 2m)"))?;
-    let seconds = value * scale;
-    if !seconds.is_finite() || seconds > 365.0 * 86400.0 {
-        return Err(format!("duration {text:?} is too long"));
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+        return Err(format!("invalid duration {text:?} (e.g. 500ms, 3s, 2m)"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    let too_long = || format!("duration {text:?} is too long");
+    // Both parts are ASCII digits here: parsing fails only on overflow. The number is counted in
+    // billionths of the unit; digits past the ninth are below a nanosecond of a second.
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| too_long())?
+    };
+    let places = fraction.len().min(9);
+    let fraction: u128 = if places == 0 {
+        0
+    } else {
+        fraction[..places].parse().map_err(|_| too_long())?
+    };
+    let billionths = whole
+        .checked_mul(NANOS_PER_SEC)
+        .and_then(|w| w.checked_add(fraction * 10u128.pow(9 - places as u32)))
+        .ok_or_else(too_long)?;
+    let nanos = billionths.checked_mul(unit_nanos).ok_or_else(too_long)? / NANOS_PER_SEC;
+    if nanos > 365 * 86400 * NANOS_PER_SEC {
+        return Err(too_long());
+    }
+    Ok(Duration::from_nanos(nanos as u64))
 }
 
 /// The inverse of [`parse_duration`], for `--check` output that can be fed back as a config.
@@ -350,6 +372,31 @@ mod tests {
         assert!(parse_duration("1e300").is_err());
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format_duration(Duration::from_secs(3)), "3s");
+        assert_eq!(parse_duration("1.5ms"), Ok(Duration::from_micros(1500)));
+        assert_eq!(parse_duration(".25m"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("0.0000000019s"), Ok(Duration::from_nanos(1)));
+        assert_eq!(
+            parse_duration("365d").map_err(|e| e.contains("unknown unit")),
+            Err(true)
+        );
+        for bad in [".", "1.2.3", "1..2s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(parse_duration("8761h").is_err());
+        assert!(parse_duration("99999999999999999999999999999999999999999").is_err());
+    }
+
+    /// Found by the config_json fuzz target: a duration printed in milliseconds read back one
+    /// millisecond short (floating point), so `--check` output fed back as a config changed.
+    #[test]
+    fn printed_durations_read_back_the_same() {
+        let d = parse_duration("28283458.25555555555").unwrap();
+        assert_eq!(format_duration(d), "28283458255ms");
+        assert_eq!(parse_duration("28283458255ms").unwrap().as_millis(), d.as_millis());
+        for ms in [1u64, 999, 1001, 28_283_458_255, 31_535_999_999] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{ms} ms");
+        }
     }
 
     #[test]
