@@ -76,14 +76,6 @@ fn cpu_seconds(stat: &Stat, ticks: u64) -> f64 {
     (stat.utime + stat.stime) as f64 / ticks as f64
 }
 
-/// Reads `/proc/PID/cmdline` (capped), NULs turned into spaces.
-pub fn cmdline(pid: i32) -> String {
-    PidFiles::new()
-        .read(pid, "cmdline", CMDLINE_CAP)
-        .map(|text| command_line(&text))
-        .unwrap_or_default()
-}
-
 /// A cmdline's NUL-separated arguments joined by spaces.
 fn command_line(text: &str) -> String {
     text.trim_end_matches('\0').replace('\0', " ")
